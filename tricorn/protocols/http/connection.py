@@ -1,0 +1,495 @@
+"""One HTTP/1.1 connection, shared by both parser backends.
+
+Rules of this module: everything about a connection that does not depend on the parser
+library lives here, once. A backend subclass implements ``parse(data)`` and, from its
+parser's events, calls ``request_head``, ``request_body`` and ``request_complete``; a
+request that breaks HTTP raises ``HTTPProtocolError`` out of ``parse``.
+
+Theory of operation
+-------------------
+* Bytes are parsed as they arrive. The first request's app runs; requests pipelined behind
+  it wait in ``pending`` (reading paused) and start in order as each response completes.
+* Reading also pauses while the running app has more than ``HIGH_WATER`` bytes of body it
+  has not read; ``receive()`` resumes it. ``send()`` waits while the transport is paused.
+* Timeouts are swept by ``on_tick`` (called once a second for every connection by
+  ``ServerState.tick``), not armed per request: an idle keep-alive connection closes after
+  ``timeout_keep_alive``, a request head must arrive within ``HEAD_TIMEOUT``.
+* ``shutdown()`` finishes what the client already sent; the last response says
+  ``Connection: close``. An idle connection is kept until its next request (answered with
+  ``Connection: close``) or its keep-alive timeout, because a request may be on its way.
+* Limits (head size, target length, header count) and request smuggling guards (both
+  Content-Length and Transfer-Encoding, unknown transfer codings, missing Host) are checked
+  here so both backends refuse exactly the same requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
+
+from tricorn.protocols.http.cycle import RequestResponseCycle
+from tricorn.protocols.http.errors import HTTPProtocolError, error_response
+from tricorn.protocols.utils import (
+    format_addr,
+    get_local_addr,
+    get_remote_addr,
+    is_ssl,
+)
+
+if TYPE_CHECKING:
+    from tricorn.config import Config
+    from tricorn.worker.state import ServerState
+
+TRACE = 5
+logger = logging.getLogger("tricorn.error")
+access_logger = logging.getLogger("tricorn.access")
+
+DEFAULT_MAX_HEAD = 64 * 1024  # bytes of request line + headers (--h11-max-incomplete-event-size)
+MAX_TARGET = 8190  # bytes of request target, as Apache's LimitRequestLine
+MAX_HEADERS = 100  # header fields per request
+HEAD_TIMEOUT = 30.0  # seconds a started request head may take: bounds slow-loris clients
+HIGH_WATER = 64 * 1024  # unread request body bytes before reading pauses
+
+_HOST = 1
+_CONTENT_LENGTH = 2
+_TRANSFER_ENCODING = 3
+_CONNECTION = 4
+_EXPECT = 5
+_UPGRADE = 6
+_REQUEST_HEADERS = {
+    b"host": _HOST,
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"connection": _CONNECTION,
+    b"expect": _EXPECT,
+    b"upgrade": _UPGRADE,
+}
+_METHODS = {
+    m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+}
+
+
+async def service_unavailable(scope: Any, receive: Any, send: Any) -> None:
+    """The app that answers when ``--limit-concurrency`` is reached."""
+    body = b"Service Unavailable"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", b"%d" % len(body)),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class HTTPConnection(asyncio.Protocol):
+    """Per-connection HTTP/1.1 behaviour; subclasses only plug in a parser."""
+
+    __slots__ = (
+        "config",
+        "app",
+        "loop",
+        "server_state",
+        "app_state",
+        "root_path",
+        "raw_root_path",
+        "limit_concurrency",
+        "timeout_keep_alive",
+        "max_head",
+        "access_log",
+        "trace",
+        "reset_contextvars",
+        "ws_available",
+        "asgi",
+        "transport",
+        "server",
+        "client",
+        "client_addr",
+        "scheme",
+        "cycle",
+        "receiving",
+        "pending",
+        "reading_paused",
+        "writing_paused",
+        "drain_waiter",
+        "in_head",
+        "head_size",
+        "line_done",
+        "head_started",
+        "idle_since",
+        "shutting_down",
+        "closed",
+        "failed",
+        "deferred_error",
+    )
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not config.loaded:
+            config.load()
+        self.config = config
+        self.app = config.loaded_app
+        self.loop = _loop or asyncio.get_event_loop()
+        self.server_state = server_state
+        self.app_state = app_state
+        self.root_path: str = config.root_path
+        self.raw_root_path = self.root_path.encode()
+        self.limit_concurrency: int | None = config.limit_concurrency
+        self.timeout_keep_alive: float = config.timeout_keep_alive
+        self.max_head: int = config.h11_max_incomplete_event_size or DEFAULT_MAX_HEAD
+        # Level checks once per connection, not per line.
+        self.access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        self.trace = logger.isEnabledFor(TRACE)
+        self.reset_contextvars = bool(getattr(config, "reset_contextvars", False))
+        self.ws_available = getattr(config, "ws_protocol_class", None) is not None
+        self.asgi = {"version": config.asgi_version, "spec_version": "2.4"}
+
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.server: tuple[str, int | None] | None = None
+        self.client: tuple[str, int] | None = None
+        self.client_addr = ""
+        self.scheme = "http"
+        self.cycle: RequestResponseCycle | None = None  # the one whose app runs
+        self.receiving: RequestResponseCycle | None = None  # the one whose body is parsed
+        self.pending: deque[RequestResponseCycle] = deque()
+        self.reading_paused = False
+        self.writing_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.in_head = True
+        self.head_size = 0
+        self.line_done = False
+        self.head_started: float | None = None
+        self.idle_since: float | None = None
+        self.shutting_down = False
+        self.closed = False
+        self.failed = False
+        self.deferred_error: HTTPProtocolError | None = None
+
+    # -- the backend's part -------------------------------------------------------------
+
+    def parse(self, data: bytes) -> None:
+        """Feed bytes to the parser; raise HTTPProtocolError for a broken request."""
+        raise NotImplementedError
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.server_state.connections.add(self)
+        self.server = get_local_addr(transport)
+        self.client = get_remote_addr(transport)
+        self.client_addr = format_addr(self.client)
+        self.scheme = "https" if is_ssl(transport) else "http"
+        self.idle_since = self.loop.time()
+        if self.trace:
+            logger.log(TRACE, "%s - HTTP connection made", self.client_addr)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server_state.connections.discard(self)
+        if self.trace:
+            logger.log(TRACE, "%s - HTTP connection lost", self.client_addr)
+        for cycle in (self.cycle, self.receiving):
+            if cycle is not None:
+                cycle.on_disconnect()
+        self.pending.clear()
+        self.cycle = self.receiving = None
+        waiter = self.drain_waiter
+        if waiter is not None:
+            self.drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def eof_received(self) -> bool | None:
+        # The client will send nothing more. A request cut short cannot be answered well;
+        # a complete one still is (half-close), except over TLS which cannot half-close.
+        receiving = self.receiving
+        if receiving is not None:
+            receiving.on_disconnect()
+        if self.cycle is None or is_ssl(self.transport):
+            return None
+        self.shutting_down = True
+        return True
+
+    def data_received(self, data: bytes) -> None:
+        if self.failed:
+            return
+        if self.in_head:
+            # Count bytes of a request head in progress; the limit is checked after parsing,
+            # so a head that completes inside this chunk is never refused for its body.
+            self.idle_since = None
+            if self.head_started is None:
+                self.head_started = self.loop.time()
+            self.head_size += len(data)
+            if not self.line_done and b"\n" in data:
+                self.line_done = True
+        try:
+            self.parse(data)
+        except HTTPProtocolError as exc:
+            self.protocol_error(exc)
+            return
+        if self.in_head and self.head_size > self.max_head:
+            if self.line_done:
+                self.protocol_error(HTTPProtocolError(431, "request head too large"))
+            else:
+                self.protocol_error(HTTPProtocolError(414, "request line too long"))
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        waiter = self.drain_waiter
+        if waiter is not None:
+            self.drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its high-water mark."""
+        if self.writing_paused and not self.closed:
+            waiter = self.drain_waiter
+            if waiter is None:
+                waiter = self.drain_waiter = self.loop.create_future()
+            await waiter
+
+    # -- called by the backend ----------------------------------------------------------
+
+    def request_head(
+        self,
+        method: bytes,
+        target: bytes,
+        http_version: str,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """A request line and headers arrived (header names lower-cased, wire order)."""
+        self.in_head = False
+        self.head_size = 0
+        self.line_done = False
+        self.head_started = None
+        self.idle_since = None
+        if http_version != "1.1" and http_version != "1.0":
+            raise HTTPProtocolError(505, f"unsupported HTTP version {http_version!r}")
+        if len(target) > MAX_TARGET:
+            raise HTTPProtocolError(414, "request target too long")
+        if len(headers) > MAX_HEADERS:
+            raise HTTPProtocolError(431, "too many header fields")
+
+        keep_alive = http_version == "1.1"
+        expect_continue = False
+        hosts = 0
+        content_length: bytes | None = None
+        transfer_encoding: bytes | None = None
+        upgrade: bytes | None = None
+        for name, value in headers:
+            kind = _REQUEST_HEADERS.get(name)
+            if kind is None:
+                continue
+            if kind == _HOST:
+                hosts += 1
+            elif kind == _CONTENT_LENGTH:
+                if content_length is not None and content_length != value:
+                    raise HTTPProtocolError(400, "conflicting Content-Length headers")
+                content_length = value
+            elif kind == _TRANSFER_ENCODING:
+                if transfer_encoding is not None:
+                    raise HTTPProtocolError(400, "repeated Transfer-Encoding header")
+                transfer_encoding = value
+            elif kind == _CONNECTION:
+                tokens = value.lower()
+                if b"close" in tokens:
+                    keep_alive = False
+                elif b"keep-alive" in tokens and http_version == "1.0":
+                    keep_alive = True
+            elif kind == _EXPECT:
+                expect_continue = value.lower() == b"100-continue" and http_version == "1.1"
+            else:
+                upgrade = value.lower()
+        if transfer_encoding is not None:
+            # Either one framing or the other: both at once is how requests get smuggled.
+            if content_length is not None:
+                raise HTTPProtocolError(400, "both Content-Length and Transfer-Encoding")
+            if transfer_encoding.strip().lower() != b"chunked":
+                raise HTTPProtocolError(501, "unsupported transfer coding")
+        if hosts != 1 and (hosts or http_version == "1.1"):
+            raise HTTPProtocolError(400, "a request needs exactly one Host header")
+        if upgrade is not None and b"websocket" in upgrade and not self.ws_available:
+            logger.warning(
+                "Unsupported upgrade request: WebSocket support is not available, "
+                "serving it as plain HTTP."
+            )
+
+        raw_path, _, query = target.partition(b"?")
+        if raw_path[:1] != b"/":
+            if raw_path[:7].lower() == b"http://" or raw_path[:8].lower() == b"https://":
+                # absolute-form (RFC 9112 3.2.2): keep the path only
+                slash = raw_path.find(b"/", raw_path.find(b"//") + 2)
+                raw_path = raw_path[slash:] if slash != -1 else b"/"
+            elif raw_path != b"*":
+                raise HTTPProtocolError(400, "invalid request target")
+        if b"%" in raw_path or not raw_path.isascii():
+            path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+        else:
+            path = raw_path.decode("ascii")
+        method_str = _METHODS.get(method) or method.decode("ascii")
+        root_path = self.root_path
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": self.asgi,
+            "http_version": http_version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": method_str,
+            "root_path": root_path,
+            "path": root_path + path,
+            "raw_path": self.raw_root_path + raw_path if root_path else raw_path,
+            "query_string": query,
+            "headers": headers,
+            "state": self.app_state.copy(),
+        }
+        cycle = RequestResponseCycle(self, scope, target, http_version, keep_alive, expect_continue)
+        self.server_state.total_requests += 1
+        self.receiving = cycle
+        if self.cycle is None:
+            self.start_cycle(cycle)
+        else:
+            self.pending.append(cycle)
+            self.update_reading()
+
+    def request_body(self, data: bytes) -> None:
+        receiving = self.receiving
+        if receiving is not None:
+            receiving.feed_body(data)
+            if receiving.body_size > HIGH_WATER and not self.reading_paused:
+                self.update_reading()
+
+    def request_complete(self) -> None:
+        receiving = self.receiving
+        self.receiving = None
+        self.in_head = True
+        if receiving is not None:
+            receiving.end_body()
+        if self.cycle is None and not self.pending:
+            self.idle_since = self.loop.time()
+            if self.reading_paused:
+                self.update_reading()
+
+    # -- cycles -------------------------------------------------------------------------
+
+    def start_cycle(self, cycle: RequestResponseCycle) -> None:
+        self.cycle = cycle
+        app = self.app
+        limit = self.limit_concurrency
+        state = self.server_state
+        if limit is not None and (len(state.connections) > limit or len(state.tasks) >= limit):
+            logger.warning("Exceeded concurrency limit.")
+            app = service_unavailable
+        coro = cycle.run_asgi(app)
+        if self.reset_contextvars:
+            task = contextvars.Context().run(self.loop.create_task, coro)
+        else:
+            task = self.loop.create_task(coro)
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
+
+    def on_response_complete(self, cycle: RequestResponseCycle) -> None:
+        """Called by the cycle once its last body byte was written."""
+        if self.access_log:
+            cycle.log_access()
+        if self.cycle is cycle:
+            self.cycle = None
+        if not cycle.keep_alive or self.closed:
+            self.abort()
+            return
+        if self.pending:
+            self.start_cycle(self.pending.popleft())
+        elif self.deferred_error is not None:
+            self.send_error(self.deferred_error)
+            return
+        elif self.receiving is None:
+            self.idle_since = self.loop.time()
+            if self.head_size:
+                self.head_started = self.idle_since
+        self.update_reading()
+
+    def update_reading(self) -> None:
+        """Pause reading while requests queue up or the app lags behind its body."""
+        if self.closed:
+            return
+        receiving = self.receiving
+        pause = bool(self.pending) or (
+            receiving is not None
+            and receiving.body_size > HIGH_WATER
+            and not receiving.response_complete
+        )
+        if pause != self.reading_paused:
+            self.reading_paused = pause
+            if pause:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    # -- errors and closing -------------------------------------------------------------
+
+    def protocol_error(self, exc: HTTPProtocolError) -> None:
+        """The client broke HTTP: answer ``exc.status`` after what it is owed, then close."""
+        self.failed = True
+        # The parser's reason may quote client bytes: bounded, and %r-escaped by the parsers.
+        logger.warning("Invalid HTTP request received: %s", exc.reason[:200])
+        receiving = self.receiving
+        self.receiving = None
+        if receiving is not None and not receiving.body_complete:
+            # The broken part is this request's body: that request gets the error.
+            if receiving in self.pending:
+                self.pending.remove(receiving)
+            elif receiving is self.cycle:
+                if receiving.response_started:
+                    self.abort()
+                    return
+                receiving.on_disconnect()
+                self.cycle = None
+        if self.cycle is None and not self.pending:
+            self.send_error(exc)
+        else:
+            self.deferred_error = exc  # answered after the responses the client is owed
+
+    def send_error(self, exc: HTTPProtocolError) -> None:
+        if not self.closed:
+            self.transport.write(error_response(exc.status, self.server_state.default_headers))
+        self.abort()
+
+    def abort(self) -> None:
+        """Close the connection once buffered bytes are written."""
+        self.failed = True
+        if not self.closed and not self.transport.is_closing():
+            self.transport.close()
+
+    # -- called by the server -----------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop reusing this connection; requests already sent are still answered."""
+        self.shutting_down = True
+
+    def on_tick(self, now: float) -> None:
+        if self.cycle is not None or self.pending or self.closed:
+            return  # the app's time is its own
+        if self.head_started is not None:
+            if now - self.head_started > HEAD_TIMEOUT:
+                self.abort()
+        elif self.idle_since is not None and now - self.idle_since > self.timeout_keep_alive:
+            self.abort()

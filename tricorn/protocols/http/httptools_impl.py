@@ -1,0 +1,82 @@
+"""``--http httptools``: llhttp (through httptools) feeding the shared HTTP connection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from tricorn.protocols.http.connection import MAX_HEADERS, MAX_TARGET, HTTPConnection
+from tricorn.protocols.http.errors import HTTPProtocolError
+
+if TYPE_CHECKING:
+    from tricorn.config import Config
+    from tricorn.worker.state import ServerState
+
+logger = logging.getLogger("tricorn.error")
+
+
+class HTTPToolsProtocol(HTTPConnection):
+    """HTTP/1.1 over httptools. Only translates parser callbacks; see ``connection``."""
+
+    __slots__ = ("parser", "url", "headers")
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+
+    def parse(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            error = exc.__context__
+            if isinstance(error, HTTPProtocolError):
+                raise error from None
+            logger.error("Error while handling a request", exc_info=error)
+            raise HTTPProtocolError(500, f"internal error: {error!r}") from None
+        except httptools.HttpParserUpgrade as exc:
+            # llhttp stops after a request asking to switch protocols. We answered it as
+            # plain HTTP, so the bytes after it are the next request: parse them afresh.
+            offset = exc.args[0]
+            self.parser = httptools.HttpRequestParser(self)
+            if offset < len(data):
+                self.parse(data[offset:])
+        except httptools.HttpParserError as exc:
+            raise HTTPProtocolError(400, str(exc)) from None
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > MAX_TARGET:
+            raise HTTPProtocolError(414, "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self.headers
+        headers.append((name.lower(), value))
+        if len(headers) > MAX_HEADERS:
+            raise HTTPProtocolError(431, "too many header fields")
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        self.request_head(parser.get_method(), self.url, parser.get_http_version(), self.headers)
+
+    def on_body(self, body: bytes) -> None:
+        self.request_body(body)
+
+    def on_message_complete(self) -> None:
+        self.request_complete()
