@@ -68,9 +68,7 @@ _REQUEST_HEADERS = {
     b"expect": _EXPECT,
     b"upgrade": _UPGRADE,
 }
-_METHODS = {
-    m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
-}
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 
 async def service_unavailable(scope: Any, receive: Any, send: Any) -> None:
@@ -129,6 +127,7 @@ class HTTPConnection(asyncio.Protocol):
         "closed",
         "failed",
         "deferred_error",
+        "upgrade_to",
     )
 
     def __init__(
@@ -177,6 +176,9 @@ class HTTPConnection(asyncio.Protocol):
         self.closed = False
         self.failed = False
         self.deferred_error: HTTPProtocolError | None = None
+        # Set when a request switches this connection to WebSocket: the backend then hands
+        # every byte after that request to ``upgrade_to`` instead of parsing it.
+        self.upgrade_to: asyncio.Protocol | None = None
 
     # -- the backend's part -------------------------------------------------------------
 
@@ -327,11 +329,16 @@ class HTTPConnection(asyncio.Protocol):
                 raise HTTPProtocolError(501, "unsupported transfer coding")
         if hosts != 1 and (hosts or http_version == "1.1"):
             raise HTTPProtocolError(400, "a request needs exactly one Host header")
-        if upgrade is not None and b"websocket" in upgrade and not self.ws_available:
-            logger.warning(
-                "Unsupported upgrade request: WebSocket support is not available, "
-                "serving it as plain HTTP."
-            )
+        if upgrade is not None and b"websocket" in upgrade:
+            if self.ws_available and self.cycle is None and method == b"GET":
+                self.switch_to_websocket(method, target, http_version, headers)
+                return
+            if not self.ws_available:
+                logger.warning(
+                    "Unsupported upgrade request: WebSocket support is not available "
+                    "(--ws none, or install 'tricorn[standard]' or wsproto); "
+                    "serving it as plain HTTP."
+                )
 
         raw_path, _, query = target.partition(b"?")
         if raw_path[:1] != b"/":
@@ -371,6 +378,40 @@ class HTTPConnection(asyncio.Protocol):
             self.pending.append(cycle)
             self.update_reading()
 
+    def switch_to_websocket(
+        self,
+        method: bytes,
+        target: bytes,
+        http_version: str,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """Hand the connection to the WebSocket protocol, replaying the request head.
+
+        The WebSocket libraries parse the handshake themselves, so the head is rebuilt as
+        bytes; the backend then forwards whatever follows it with ``forward_upgrade``.
+        """
+        ws_class: Any = self.config.ws_protocol_class
+        ws = ws_class(
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.app_state,
+            _loop=self.loop,
+        )
+        self.upgrade_to = ws
+        self.failed = True  # this object parses nothing more
+        self.server_state.connections.discard(self)
+        head = [b"%s %s HTTP/%s\r\n" % (method, target, http_version.encode())]
+        head.extend(b"%s: %s\r\n" % (name, value) for name, value in headers)
+        head.append(b"\r\n")
+        self.transport.set_protocol(ws)
+        ws.connection_made(self.transport)
+        ws.data_received(b"".join(head))
+
+    def forward_upgrade(self, data: bytes) -> None:
+        """Bytes that followed an upgrade request belong to the new protocol."""
+        if data and self.upgrade_to is not None:
+            self.upgrade_to.data_received(data)
+
     def request_body(self, data: bytes) -> None:
         receiving = self.receiving
         if receiving is not None:
@@ -379,6 +420,8 @@ class HTTPConnection(asyncio.Protocol):
                 self.update_reading()
 
     def request_complete(self) -> None:
+        if self.upgrade_to is not None:
+            return  # the upgrade request itself: the WebSocket protocol owns it now
         receiving = self.receiving
         self.receiving = None
         self.in_head = True

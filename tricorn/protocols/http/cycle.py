@@ -191,10 +191,13 @@ class RequestResponseCycle:
     # -- ASGI receive -------------------------------------------------------------------
 
     async def receive(self) -> dict[str, Any]:
-        if self.expect_continue and not self.body_size and not self.body_complete:
-            if not (self.response_started or self.disconnected):
-                self.expect_continue = False
-                self.conn.transport.write(_CONTINUE)
+        if (
+            self.expect_continue
+            and not (self.body_size or self.body_complete)
+            and not (self.response_started or self.disconnected)
+        ):
+            self.expect_continue = False
+            self.conn.transport.write(_CONTINUE)
         while True:
             if self.disconnected or self.response_complete:
                 return _DISCONNECT

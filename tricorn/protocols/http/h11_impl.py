@@ -58,8 +58,11 @@ class H11Protocol(HTTPConnection):
                     list(event.headers),  # type: ignore[union-attr]
                 )
             elif event_type is h11.EndOfMessage:
-                self.request_complete()
                 trailing, closed = conn.trailing_data
+                if self.upgrade_to is not None:
+                    self.forward_upgrade(trailing)
+                    return
+                self.request_complete()
                 conn = self.conn = self._new_parser()
                 if trailing:
                     conn.receive_data(trailing)

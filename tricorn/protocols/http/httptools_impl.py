@@ -45,9 +45,12 @@ class HTTPToolsProtocol(HTTPConnection):
             logger.error("Error while handling a request", exc_info=error)
             raise HTTPProtocolError(500, f"internal error: {error!r}") from None
         except httptools.HttpParserUpgrade as exc:
-            # llhttp stops after a request asking to switch protocols. We answered it as
-            # plain HTTP, so the bytes after it are the next request: parse them afresh.
+            # llhttp stops after a request asking to switch protocols.
             offset = exc.args[0]
+            if self.upgrade_to is not None:
+                self.forward_upgrade(data[offset:])
+                return
+            # We answer it as plain HTTP, so what follows is the next request.
             self.parser = httptools.HttpRequestParser(self)
             if offset < len(data):
                 self.parse(data[offset:])
