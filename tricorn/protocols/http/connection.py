@@ -28,7 +28,7 @@ import asyncio
 import contextvars
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote_to_bytes
 
 from tricorn.protocols.http.cycle import RequestResponseCycle
@@ -189,8 +189,8 @@ class HTTPConnection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport, hence a cast, not a check.
+        self.transport = cast("asyncio.Transport", transport)
         self.server_state.connections.add(self)
         self.server = get_local_addr(transport)
         self.client = get_remote_addr(transport)
@@ -245,10 +245,13 @@ class HTTPConnection(asyncio.Protocol):
             self.protocol_error(exc)
             return
         if self.in_head and self.head_size > self.max_head:
-            if self.line_done:
-                self.protocol_error(HTTPProtocolError(431, "request head too large"))
-            else:
-                self.protocol_error(HTTPProtocolError(414, "request line too long"))
+            self.protocol_error(self.head_too_large())
+
+    def head_too_large(self) -> HTTPProtocolError:
+        """The error for a head over the limit: 414 while still in the request line."""
+        if self.line_done:
+            return HTTPProtocolError(431, "request head too large")
+        return HTTPProtocolError(414, "request line too long")
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -285,6 +288,10 @@ class HTTPConnection(asyncio.Protocol):
         self.head_started = None
         self.idle_since = None
         if http_version != "1.1" and http_version != "1.0":
+            # Below 1.0 (or no version at all, which llhttp calls 0.9) is not an HTTP/1
+            # request; above 1.1 is a version we do not speak.
+            if http_version < "1.0":
+                raise HTTPProtocolError(400, f"invalid HTTP version {http_version!r}")
             raise HTTPProtocolError(505, f"unsupported HTTP version {http_version!r}")
         if len(target) > MAX_TARGET:
             raise HTTPProtocolError(414, "request target too long")
@@ -297,7 +304,9 @@ class HTTPConnection(asyncio.Protocol):
         content_length: bytes | None = None
         transfer_encoding: bytes | None = None
         upgrade: bytes | None = None
+        size = len(method) + len(target)
         for name, value in headers:
+            size += len(name) + len(value)
             kind = _REQUEST_HEADERS.get(name)
             if kind is None:
                 continue
@@ -321,6 +330,9 @@ class HTTPConnection(asyncio.Protocol):
                 expect_continue = value.lower() == b"100-continue" and http_version == "1.1"
             else:
                 upgrade = value.lower()
+        if size > self.max_head:
+            # A whole head can arrive in one read, where the incomplete-head check never sees it.
+            raise HTTPProtocolError(431, "request head too large")
         if transfer_encoding is not None:
             # Either one framing or the other: both at once is how requests get smuggled.
             if content_length is not None:

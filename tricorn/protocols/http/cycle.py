@@ -73,6 +73,7 @@ class RequestResponseCycle:
         "head_written",
         "no_body",
         "chunked",
+        "app_closes",
         "remaining",
         "bytes_sent",
         "start_time",
@@ -109,6 +110,7 @@ class RequestResponseCycle:
         self.head_written = False
         self.no_body = False
         self.chunked = False
+        self.app_closes = False
         self.remaining: int | None = None
         self.bytes_sent = 0
         self.start_time = conn.loop.time()
@@ -157,7 +159,8 @@ class RequestResponseCycle:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             if isinstance(exc, ClientDisconnected) and self.disconnected:
-                return  # the app stopped because the client left: nothing to report
+                self.conn.abort()  # the app stopped because the client left: just close
+                return
             logger.error("Exception in ASGI application\n", exc_info=exc)
             self._fail()
             return
@@ -165,7 +168,9 @@ class RequestResponseCycle:
             logger.error("ASGI callable should return None, but returned %r.", result)
             self.conn.abort()
         elif not self.response_started:
-            if not self.disconnected:
+            if self.disconnected:
+                self.conn.abort()  # nobody to answer: do not leave the connection half-open
+            else:
                 logger.error("ASGI callable returned without starting response.")
                 self._fail()
         elif not self.response_complete:
@@ -177,15 +182,16 @@ class RequestResponseCycle:
         if self.disconnected or self.response_complete:
             return
         if self.response_started:
-            self.conn.abort()
+            self.conn.abort()  # the app's response was under way: only closing is left
             return
         body = b"Internal Server Error"
-        self.status = 500
-        self.headers = [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", b"%d" % len(body)),
-        ]
-        self.response_started = True
+        self._start_response(
+            500,
+            [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", b"%d" % len(body)),
+            ],
+        )
         self._write_body(body, False)
 
     # -- ASGI receive -------------------------------------------------------------------
@@ -226,9 +232,7 @@ class RequestResponseCycle:
             status = message["status"]
             if not isinstance(status, int) or not 100 <= status <= 999:
                 raise RuntimeError(f"Invalid HTTP status code {status!r} in response.")
-            self.status = status
-            self.headers = message.get("headers", ())
-            self.response_started = True
+            self._start_response(status, message.get("headers", ()))
             return
         if self.response_complete or message_type != "http.response.body":
             raise RuntimeError(
@@ -274,19 +278,19 @@ class RequestResponseCycle:
             self.wake()
             self.conn.on_response_complete(self)
 
-    def _build_head(self, first_body: bytes, more_body: bool) -> bytes:
-        """Validate the app's headers and choose the framing; called once per response."""
-        self.head_written = True
-        conn = self.conn
-        state = conn.server_state
-        status = self.status
-        keep_alive = self.keep_alive
+    def _start_response(self, status: int, headers: Any) -> None:
+        """Validate the app's headers and note what framing they ask for.
+
+        Done at ``http.response.start`` so a bad header is the app's error before anything
+        was accepted (the client gets 500); the framing is chosen with the first body.
+        """
+        state = self.conn.server_state
         content_length: int | None = None
-        chunked = False
+        app_chunked = False
         app_closes = False
         overridden: set[bytes] | None = None
-        lines = [status_line(status)]
-        for name, value in self.headers:
+        lines = [status_line(status), b""]  # [1] becomes the default headers
+        for name, value in headers:
             lname = name.lower()
             kind = _RESPONSE_HEADERS.get(lname)
             if kind is not None:
@@ -298,7 +302,7 @@ class RequestResponseCycle:
                     if content_length < 0:
                         raise RuntimeError(f"Invalid Content-Length header {value!r}.")
                 elif kind == _TRANSFER_ENCODING:
-                    chunked = True
+                    app_chunked = True
                 elif b"close" in value.lower():
                     app_closes = True
             elif lname in state.default_header_names:
@@ -310,21 +314,34 @@ class RequestResponseCycle:
             if _INVALID_VALUE(value) is not None:
                 raise RuntimeError(f"Invalid HTTP header value {value!r}.")
             lines.append(b"%s: %s\r\n" % (name, value))
-        if content_length is not None and chunked:
+        if content_length is not None and app_chunked:
             raise RuntimeError("Response has both Content-Length and Transfer-Encoding.")
-        lines.insert(
-            1,
+        lines[1] = (
             state.default_headers
             if overridden is None
-            else state.default_headers_without(overridden),
+            else state.default_headers_without(overridden)
         )
+        self.status = status
+        self.headers = lines
+        self.remaining = content_length
+        self.chunked = app_chunked
+        if app_closes:
+            self.keep_alive = False
+            self.app_closes = True
+        self.response_started = True
 
+    def _build_head(self, first_body: bytes, more_body: bool) -> bytes:
+        """Choose the framing and render the head; called once, with the first body."""
+        conn = self.conn
+        lines: list[bytes] = self.headers
+        status = self.status
+        keep_alive = self.keep_alive
         if status < 200 or status in (204, 304) or self.is_head:
             self.no_body = True
-        elif content_length is not None:
-            self.remaining = content_length
-        elif chunked:
-            self.chunked = True
+            self.remaining = None
+            self.chunked = False
+        elif self.remaining is not None or self.chunked:
+            pass  # the app chose the framing
         elif not more_body:
             # The whole body is here: frame it with a length, which keeps HTTP/1.0 alive too.
             self.remaining = len(first_body)
@@ -335,18 +352,19 @@ class RequestResponseCycle:
         else:
             keep_alive = False  # HTTP/1.0 streaming: the body ends when the connection does
 
-        if app_closes or (conn.shutting_down and not conn.pending):
-            keep_alive = False
-        elif self.expect_continue and not self.body_complete:
+        if (conn.shutting_down and not conn.pending) or (
             # The client still waits for "100 Continue" and may or may not send its body:
             # the connection cannot be reused safely.
+            self.expect_continue and not self.body_complete
+        ):
             keep_alive = False
         if not keep_alive:
-            if not app_closes:
+            if not self.app_closes:
                 lines.append(b"connection: close\r\n")
         elif self.http_version == "1.0":
             lines.append(b"connection: keep-alive\r\n")
         self.keep_alive = keep_alive
+        self.head_written = True
         lines.append(b"\r\n")
         return b"".join(lines)
 

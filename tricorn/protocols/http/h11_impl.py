@@ -46,6 +46,8 @@ class H11Protocol(HTTPConnection):
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
+                if exc.error_status_hint == 431 and self.in_head:
+                    raise self.head_too_large() from None  # same 414/431 rule as httptools
                 raise HTTPProtocolError(exc.error_status_hint, str(exc)) from None
             event_type = type(event)
             if event_type is h11.Data:

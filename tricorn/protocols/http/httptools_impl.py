@@ -55,7 +55,10 @@ class HTTPToolsProtocol(HTTPConnection):
             if offset < len(data):
                 self.parse(data[offset:])
         except httptools.HttpParserError as exc:
-            raise HTTPProtocolError(400, str(exc)) from None
+            reason = str(exc)
+            # llhttp refuses versions other than 0.9/1.x itself; h11 leaves that to us (505).
+            status = 505 if reason == "Invalid HTTP version" else 400
+            raise HTTPProtocolError(status, reason) from None
 
     # httptools callbacks
 
