@@ -1,0 +1,1 @@
+"""The ``tricorn`` command line (``tricorn.cli.main:main``)."""

@@ -1,0 +1,643 @@
+"""``Config``: every setting of a Tricorn server, checked, plus what ``load()`` derives.
+
+Rules: ``Config(...)`` takes uvicorn 0.54's keywords (the table in ``tricorn.settings`` is
+the one definition of names, defaults and checks), validates them before anything starts,
+configures logging and loads ``env_file``. ``load()`` imports the app and resolves the
+protocol, lifespan and TLS pieces; what it cannot set up because of the user raises
+``ConfigError`` with one line to show. Protocol and lifespan modules are imported lazily
+by import string so that this module stays importable on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import json
+import logging
+import logging.config
+import os
+import socket
+import ssl
+import stat
+import sys
+from collections.abc import Awaitable, Callable
+from configparser import RawConfigParser
+from typing import IO, Any, Literal
+
+from tricorn.importer import ImportFromStringError, import_from_string
+from tricorn.logs import LOG_LEVELS, LOGGING_CONFIG, TRACE_LOG_LEVEL
+from tricorn.settings import BY_NAME, ConfigError
+
+__all__ = ["Config", "ConfigError", "LOGGING_CONFIG", "STARTUP_FAILURE", "SSL_PROTOCOL_VERSION"]
+
+STARTUP_FAILURE = 3
+"""Exit status of a server that could not start (app import, lifespan startup, bind)."""
+
+SSL_PROTOCOL_VERSION: int = ssl.PROTOCOL_TLS_SERVER
+
+HTTP_PROTOCOLS: dict[str, str] = {
+    "h11": "tricorn.protocols.http.h11_impl:H11Protocol",
+    "httptools": "tricorn.protocols.http.httptools_impl:HTTPToolsProtocol",
+}
+LIFESPAN: dict[str, str] = {
+    "auto": "tricorn.worker.lifespan:LifespanOn",
+    "on": "tricorn.worker.lifespan:LifespanOn",
+    "off": "tricorn.worker.lifespan:LifespanOff",
+}
+LOG_CONFIG_FORMATS = (".json", ".yaml", ".yml", ".ini", ".conf", ".cfg")
+
+logger = logging.getLogger("tricorn.error")
+
+SSLContextFactory = Callable[["Config", Callable[[], ssl.SSLContext]], ssl.SSLContext]
+
+
+class Config:
+    """The settings of one server. Pass it to ``tricorn.Server`` (or use ``tricorn.run``).
+
+    Keywords, defaults and meanings are uvicorn's (see docs/settings.md); ``app`` is an
+    ASGI app, a WSGI app, a factory (with ``factory=True``) or a ``"module:attr"`` string.
+    Bad values raise ``ConfigError`` here, before anything starts. Creating a Config
+    applies its logging configuration and loads ``env_file`` into ``os.environ``.
+    Call ``load()`` (the server does) to import the app and resolve the protocol classes.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        uds: str | None = None,
+        fd: int | None = None,
+        loop: str | Callable[..., Any] = "auto",
+        http: type[asyncio.Protocol] | str = "auto",
+        http2: bool = False,
+        ws: type[asyncio.Protocol] | str = "auto",
+        ws_max_size: int = 16 * 1024 * 1024,
+        ws_max_queue: int = 32,
+        ws_ping_interval: float | None = 20.0,
+        ws_ping_timeout: float | None = 20.0,
+        ws_per_message_deflate: bool = True,
+        lifespan: Literal["auto", "on", "off"] | str = "auto",
+        env_file: str | os.PathLike[str] | None = None,
+        log_config: dict[str, Any]
+        | str
+        | os.PathLike[str]
+        | RawConfigParser
+        | IO[Any]
+        | None = LOGGING_CONFIG,
+        log_level: str | int | None = None,
+        access_log: bool = True,
+        use_colors: bool | None = None,
+        interface: Literal["auto", "asgi3", "asgi2", "wsgi"] | str = "auto",
+        reload: bool = False,
+        reload_dirs: list[str] | str | None = None,
+        reload_delay: float = 0.25,
+        reload_includes: list[str] | str | None = None,
+        reload_excludes: list[str] | str | None = None,
+        workers: int | None = None,
+        proxy_headers: bool = True,
+        server_header: bool = True,
+        date_header: bool = True,
+        forwarded_allow_ips: list[str] | str | None = None,
+        root_path: str = "",
+        limit_concurrency: int | None = None,
+        limit_max_requests: int | None = None,
+        limit_max_requests_jitter: int = 0,
+        backlog: int = 2048,
+        timeout_keep_alive: int = 5,
+        timeout_notify: int = 30,
+        timeout_graceful_shutdown: int | None = None,
+        timeout_worker_healthcheck: int = 5,
+        callback_notify: Callable[..., Awaitable[None]] | None = None,
+        ssl_keyfile: str | os.PathLike[str] | None = None,
+        ssl_certfile: str | os.PathLike[str] | None = None,
+        ssl_keyfile_password: str | None = None,
+        ssl_version: int = SSL_PROTOCOL_VERSION,
+        ssl_cert_reqs: int = ssl.CERT_NONE,
+        ssl_ca_certs: str | os.PathLike[str] | None = None,
+        ssl_ciphers: str | None = None,
+        ssl_context_factory: SSLContextFactory | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        factory: bool = False,
+        h11_max_incomplete_event_size: int | None = None,
+        reset_contextvars: bool = False,
+        app_dir: str | None = None,
+    ) -> None:
+        given = dict(locals())
+        del given["self"], given["app"], given["log_config"], given["log_level"]
+        checked = {name: BY_NAME[name].check(value) for name, value in given.items()}
+        for name, value in checked.items():
+            reason = BY_NAME[name].refusal(value)
+            if reason is not None:
+                raise ConfigError(reason)
+
+        self.app = app
+        self.host: str = checked["host"]
+        self.port: int = checked["port"]
+        self.uds: str | None = checked["uds"]
+        self.fd: int | None = checked["fd"]
+        self.loop: str | Callable[..., Any] = checked["loop"]
+        self.http: type[asyncio.Protocol] | str = checked["http"]
+        self.http2: bool = checked["http2"]
+        self.ws: type[asyncio.Protocol] | str = checked["ws"]
+        self.ws_max_size: int = checked["ws_max_size"]
+        self.ws_max_queue: int = checked["ws_max_queue"]
+        self.ws_ping_interval: float | None = checked["ws_ping_interval"]
+        self.ws_ping_timeout: float | None = checked["ws_ping_timeout"]
+        self.ws_per_message_deflate: bool = checked["ws_per_message_deflate"]
+        self.lifespan: str = checked["lifespan"]
+        self.env_file: str | None = checked["env_file"]
+        self.log_config = log_config
+        self.log_level: str | int | None = log_level
+        self.access_log: bool = checked["access_log"]
+        self.use_colors: bool | None = checked["use_colors"]
+        self.interface: str = checked["interface"]
+        self.reload: bool = checked["reload"]
+        self.reload_dirs: list[str] = _as_list(checked["reload_dirs"])
+        self.reload_delay: float = checked["reload_delay"]
+        self.reload_includes: list[str] = _as_list(checked["reload_includes"])
+        self.reload_excludes: list[str] = _as_list(checked["reload_excludes"])
+        self.workers: int = checked["workers"] or 1
+        self.proxy_headers: bool = checked["proxy_headers"]
+        self.server_header: bool = checked["server_header"]
+        self.date_header: bool = checked["date_header"]
+        self.root_path: str = checked["root_path"]
+        self.limit_concurrency: int | None = checked["limit_concurrency"]
+        self.limit_max_requests: int | None = checked["limit_max_requests"]
+        self.limit_max_requests_jitter: int = checked["limit_max_requests_jitter"]
+        self.backlog: int = checked["backlog"]
+        self.timeout_keep_alive: int = checked["timeout_keep_alive"]
+        self.timeout_notify: int = checked["timeout_notify"]
+        self.timeout_graceful_shutdown: int | None = checked["timeout_graceful_shutdown"]
+        self.timeout_worker_healthcheck: int = checked["timeout_worker_healthcheck"]
+        self.callback_notify = callback_notify
+        self.ssl_keyfile: str | None = checked["ssl_keyfile"]
+        self.ssl_certfile: str | None = checked["ssl_certfile"]
+        self.ssl_keyfile_password: str | None = checked["ssl_keyfile_password"]
+        self.ssl_version: int = checked["ssl_version"]
+        self.ssl_cert_reqs: int = checked["ssl_cert_reqs"]
+        self.ssl_ca_certs: str | None = checked["ssl_ca_certs"]
+        self.ssl_ciphers: str | None = checked["ssl_ciphers"]
+        self.ssl_context_factory = ssl_context_factory
+        self.headers: list[tuple[str, str]] = list(checked["headers"] or [])
+        self.encoded_headers: list[tuple[bytes, bytes]] = []
+        self.factory: bool = checked["factory"]
+        self.h11_max_incomplete_event_size: int | None = checked["h11_max_incomplete_event_size"]
+        self.reset_contextvars: bool = checked["reset_contextvars"]
+        self.app_dir: str | None = app_dir
+
+        self._check_combinations()
+        self._check_log_settings()
+
+        if workers is None and "WEB_CONCURRENCY" in os.environ:
+            self.workers = _env_int("WEB_CONCURRENCY", "--workers")
+        self.forwarded_allow_ips: list[str] | str
+        if forwarded_allow_ips is None:
+            self.forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+        else:
+            self.forwarded_allow_ips = forwarded_allow_ips
+
+        self.loaded = False
+        self.loaded_app: Any = None
+        self.http_protocol_class: Any = None
+        self.ws_protocol_class: type[asyncio.Protocol] | None = None
+        self.lifespan_class: Any = None
+        self.ssl: ssl.SSLContext | None = None
+
+        self.configure_logging()
+        if self.env_file is not None:
+            self._load_env_file(self.env_file)
+        if self.reload and self.workers > 1:
+            logger.warning('"workers" flag is ignored when reloading is enabled.')
+
+    # -- checks -------------------------------------------------------------------------
+
+    def _check_combinations(self) -> None:
+        if self.uds is not None and self.fd is not None:
+            raise ConfigError("--uds and --fd cannot be used together: choose one listener.")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ConfigError(
+                f"--ssl-keyfile {self.ssl_keyfile} needs --ssl-certfile (the certificate)."
+            )
+        if self.ssl_ca_certs and not self.ssl_certfile and self.ssl_context_factory is None:
+            raise ConfigError("--ssl-ca-certs needs --ssl-certfile (TLS is off without it).")
+
+    def _check_log_settings(self) -> None:
+        level = self.log_level
+        if isinstance(level, str) and level.lower() not in LOG_LEVELS:
+            names = ", ".join(repr(name) for name in LOG_LEVELS)
+            raise ConfigError(f"Invalid value for '--log-level': {level!r} is not one of {names}.")
+        if isinstance(level, bool) or not (level is None or isinstance(level, (str, int))):
+            raise ConfigError(f"Invalid value for '--log-level': {level!r}.")
+        log_config = self.log_config
+        if isinstance(log_config, os.PathLike):
+            log_config = self.log_config = os.fspath(log_config)
+        if isinstance(log_config, str):
+            BY_NAME["log_config"].check(log_config)  # exists, is a file
+            if not log_config.lower().endswith(LOG_CONFIG_FORMATS):
+                raise ConfigError(
+                    f"Invalid value for '--log-config': {log_config!r} has an unknown format; "
+                    "use a .json, .yaml, .yml, .ini or .conf file."
+                )
+
+    # -- logging and environment ---------------------------------------------------------
+
+    def configure_logging(self) -> None:
+        """Apply ``log_config``, then ``log_level``, ``use_colors`` and ``access_log``."""
+        log_config = self.log_config
+        try:
+            if isinstance(log_config, dict):
+                log_config = copy.deepcopy(log_config)  # never change the caller's dict
+                if self.use_colors is not None:
+                    for formatter in log_config.get("formatters", {}).values():
+                        if str(formatter.get("()", "")).startswith("tricorn.logs."):
+                            formatter["use_colors"] = self.use_colors
+                logging.config.dictConfig(log_config)
+            elif isinstance(log_config, str) and log_config.lower().endswith(".json"):
+                with open(log_config) as file:
+                    logging.config.dictConfig(json.load(file))
+            elif isinstance(log_config, str) and log_config.lower().endswith((".yaml", ".yml")):
+                try:
+                    import yaml
+                except ImportError:
+                    raise ConfigError(
+                        f"--log-config {log_config}: YAML needs PyYAML "
+                        "(pip install PyYAML, or tricorn[standard])."
+                    ) from None
+                with open(log_config) as file:
+                    logging.config.dictConfig(yaml.safe_load(file))
+            elif log_config is not None:
+                logging.config.fileConfig(log_config, disable_existing_loggers=False)
+        except ConfigError:
+            raise
+        except Exception as exc:  # malformed file: name it, no traceback
+            where = log_config if isinstance(log_config, str) else type(log_config).__name__
+            raise ConfigError(
+                f"--log-config {where}: cannot apply it: {type(exc).__name__}: {exc}"
+            ) from None
+
+        if self.log_level is not None:
+            level = self.log_level
+            if isinstance(level, str):
+                level = LOG_LEVELS[level.lower()]
+            for name in ("tricorn.error", "tricorn.access", "tricorn.asgi"):
+                logging.getLogger(name).setLevel(level)
+        if not self.access_log:
+            access = logging.getLogger("tricorn.access")
+            access.handlers = []
+            access.propagate = False
+            # The protocol checks isEnabledFor once per connection: make that False too.
+            access.setLevel(logging.CRITICAL + 1)
+
+    def _load_env_file(self, path: str) -> None:
+        try:
+            from dotenv import load_dotenv
+        except ImportError:
+            raise ConfigError(
+                f"--env-file {path}: needs python-dotenv "
+                "(pip install python-dotenv, or tricorn[standard])."
+            ) from None
+        logger.info("Loading environment from '%s'", path)
+        load_dotenv(dotenv_path=path)
+
+    # -- derived properties --------------------------------------------------------------
+
+    @property
+    def asgi_version(self) -> Literal["2.0", "3.0"]:
+        """The ASGI version the app speaks ("2.0" only for ``interface="asgi2"``)."""
+        return "2.0" if self.interface == "asgi2" else "3.0"
+
+    @property
+    def is_ssl(self) -> bool:
+        return bool(self.ssl_keyfile or self.ssl_certfile or self.ssl_context_factory)
+
+    @property
+    def use_subprocess(self) -> bool:
+        return bool(self.reload or self.workers > 1)
+
+    @property
+    def should_reload(self) -> bool:
+        return isinstance(self.app, str) and self.reload
+
+    # -- load ------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Import the app and resolve protocol, lifespan, TLS and headers (idempotent).
+
+        Raises ``ConfigError`` (one line) when the app cannot be loaded (exit_code 3) or a
+        setting cannot be honoured on this machine (a backend library missing, bad TLS
+        files).
+        """
+        if self.loaded:
+            return
+        self.http_protocol_class = self._http_protocol_class()
+        self.ws_protocol_class = None  # WebSocket support lands in a later issue
+        self.lifespan_class = self._import_setting(LIFESPAN[self.lifespan], "--lifespan")
+        self.ssl = self._ssl_context()
+        self.encoded_headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in self.headers
+        ]
+        self.loaded_app = self.load_app()
+        self.loaded = True
+
+    def _import_setting(self, import_str: str, option: str) -> Any:
+        try:
+            return import_from_string(import_str)
+        except ImportFromStringError as exc:
+            raise ConfigError(f"{option} {import_str}: {exc}") from None
+
+    def _http_protocol_class(self) -> Any:
+        http = self.http
+        if not isinstance(http, str):
+            return http
+        if http == "auto":
+            http = "httptools" if _installed("httptools") else "h11"
+        elif http in HTTP_PROTOCOLS and not _installed(http):
+            raise ConfigError(
+                f"--http {http}: the {http} package is not installed "
+                f"(pip install {http}, or use --http auto)."
+            )
+        return self._import_setting(HTTP_PROTOCOLS.get(http, http), "--http")
+
+    def load_app(self) -> Any:
+        """Import and adapt the app: the ASGI 3 callable the server will call."""
+        if self.app_dir is not None and self.app_dir not in sys.path:
+            sys.path.insert(0, self.app_dir)
+        try:
+            app = import_from_string(self.app)
+        except ImportFromStringError as exc:
+            raise ConfigError(f"Error loading ASGI app. {exc}", STARTUP_FAILURE) from None
+
+        if self.factory:
+            try:
+                app = app()
+            except Exception as exc:
+                raise ConfigError(
+                    f"Error loading ASGI app factory: {type(exc).__name__}: {exc}",
+                    STARTUP_FAILURE,
+                ) from None
+        elif _looks_like_factory(app):
+            logger.warning(
+                "ASGI app factory detected. Using it, but please consider setting the "
+                "--factory flag explicitly."
+            )
+            app = app()
+
+        if self.interface == "auto":
+            self.interface = detect_interface(app)
+        if self.interface == "wsgi":
+            from tricorn.middleware.wsgi import WSGIMiddleware
+
+            app = WSGIMiddleware(app)
+            self.ws_protocol_class = None
+        elif self.interface == "asgi2":
+            from tricorn.middleware.asgi2 import ASGI2Middleware
+
+            app = ASGI2Middleware(app)
+
+        if logger.getEffectiveLevel() <= TRACE_LOG_LEVEL:
+            from tricorn.middleware.message_logger import MessageLoggerMiddleware
+
+            app = MessageLoggerMiddleware(app)
+        if self.proxy_headers:
+            from tricorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+            app = ProxyHeadersMiddleware(app, trusted_hosts=self.forwarded_allow_ips)
+        return app
+
+    # -- TLS ---------------------------------------------------------------------------
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if self.ssl_context_factory is not None:
+            context = self.ssl_context_factory(self, self.default_ssl_context)
+            if not isinstance(context, ssl.SSLContext):
+                raise ConfigError(
+                    "ssl_context_factory must return an ssl.SSLContext, "
+                    f"got {type(context).__name__}."
+                )
+            return context
+        if self.is_ssl:
+            return self.default_ssl_context()
+        return None
+
+    def default_ssl_context(self) -> ssl.SSLContext:
+        """The TLS context built from the ``ssl_*`` settings (needs ``ssl_certfile``)."""
+        if not self.ssl_certfile:
+            raise ConfigError("TLS needs --ssl-certfile (ssl_certfile).")
+        try:
+            context = ssl.SSLContext(self.ssl_version)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"--ssl-version {self.ssl_version}: {exc}") from None
+        password = self.ssl_keyfile_password
+        try:
+            context.load_cert_chain(
+                self.ssl_certfile, self.ssl_keyfile, (lambda: password) if password else None
+            )
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError(
+                f"--ssl-certfile {self.ssl_certfile} / --ssl-keyfile {self.ssl_keyfile}: "
+                f"cannot load the certificate and key: {exc}"
+            ) from None
+        context.verify_mode = ssl.VerifyMode(self.ssl_cert_reqs)
+        if self.ssl_ca_certs:
+            try:
+                context.load_verify_locations(self.ssl_ca_certs)
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigError(f"--ssl-ca-certs {self.ssl_ca_certs}: {exc}") from None
+        if self.ssl_ciphers:
+            try:
+                context.set_ciphers(self.ssl_ciphers)
+            except ssl.SSLError as exc:
+                raise ConfigError(f"--ssl-ciphers {self.ssl_ciphers}: {exc}") from None
+        return context
+
+    # -- event loop and sockets --------------------------------------------------------------
+
+    def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop] | None:
+        """What creates the server's event loop: uvloop for "auto" when installed."""
+        loop = self.loop
+        if not isinstance(loop, str):
+            return loop
+        if loop == "none":
+            return None
+        if loop == "asyncio" or (loop == "auto" and not _installed("uvloop")):
+            return asyncio.SelectorEventLoop if sys.platform == "win32" else asyncio.new_event_loop
+        if loop in ("auto", "uvloop"):
+            try:
+                import uvloop
+            except ImportError:
+                raise ConfigError(
+                    "--loop uvloop: the uvloop package is not installed "
+                    "(pip install uvloop, or use --loop auto)."
+                ) from None
+            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+            return factory
+        imported: Callable[[], asyncio.AbstractEventLoop] = self._import_setting(loop, "--loop")
+        return imported
+
+    def bind_socket(self) -> socket.socket:
+        """A bound (not yet listening) socket for --uds, --fd or --host/--port.
+
+        Raises ``ConfigError`` (exit_code 3) with one line when it cannot be had.
+        """
+        if self.uds is not None:
+            sock = self._bind_uds(self.uds)
+        elif self.fd is not None:
+            sock = self._socket_from_fd(self.fd)
+        else:
+            sock = self._bind_tcp(self.host, self.port)
+        sock.set_inheritable(True)
+        return sock
+
+    def _bind_tcp(self, host: str, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+        except (OSError, OverflowError) as exc:
+            sock.close()
+            shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+            raise ConfigError(
+                f"{_errno(exc)}could not bind on {shown} (--host/--port): {_reason(exc)}",
+                STARTUP_FAILURE,
+            ) from None
+        return sock
+
+    def _bind_uds(self, path: str) -> socket.socket:
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise ConfigError(
+                f"{_errno(exc)}--uds {path}: {_reason(exc)}", STARTUP_FAILURE
+            ) from None
+        else:
+            if not stat.S_ISSOCK(mode):
+                raise ConfigError(
+                    f"--uds {path}: the path exists and is not a socket.", STARTUP_FAILURE
+                )
+            if _socket_in_use(path):
+                raise ConfigError(
+                    f"--uds {path}: another server is listening on it.", STARTUP_FAILURE
+                )
+            os.remove(path)  # stale socket file left by a server that died
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            os.chmod(path, 0o666)
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(
+                f"{_errno(exc)}could not bind on unix socket {path} (--uds): {_reason(exc)}",
+                STARTUP_FAILURE,
+            ) from None
+        return sock
+
+    def _socket_from_fd(self, fd: int) -> socket.socket:
+        try:
+            # dup() so closing our socket object leaves the inherited descriptor alone, and
+            # socket(fileno=) so the family is read from the descriptor, not guessed.
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError as exc:
+            raise ConfigError(
+                f"{_errno(exc)}--fd {fd}: not an open socket: {_reason(exc)}", STARTUP_FAILURE
+            ) from None
+        if sock.type != socket.SOCK_STREAM:
+            sock.close()
+            raise ConfigError(f"--fd {fd}: not a stream socket.", STARTUP_FAILURE)
+        return sock
+
+
+def _as_list(value: list[str] | tuple[str, ...] | str | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+def _env_int(name: str, option: str) -> int:
+    raw = os.environ[name]
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"Invalid value for {option} from ${name}: {raw!r} is not an integer."
+        ) from None
+    if value < 0:
+        raise ConfigError(f"Invalid value for {option} from ${name}: {value} is negative.")
+    return value
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _errno(exc: BaseException) -> str:
+    number = getattr(exc, "errno", None)
+    return f"[Errno {number}] " if number else ""
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text[:1].lower() + text[1:]
+
+
+def _socket_in_use(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def _is_coroutine_callable(obj: Any) -> bool:
+    if inspect.iscoroutinefunction(obj):
+        return True
+    call = getattr(obj, "__call__", None)  # noqa: B004 (we want the method itself)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _required_positional(obj: Any) -> int | None:
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(
+        1
+        for param in signature.parameters.values()
+        if param.kind in kinds and param.default is inspect.Parameter.empty
+    )
+
+
+def _looks_like_factory(app: Any) -> bool:
+    # A plain callable needing no argument cannot be an ASGI or WSGI app: it is a factory.
+    if inspect.isclass(app) or not callable(app) or _is_coroutine_callable(app):
+        return False
+    return _required_positional(app) == 0
+
+
+def detect_interface(app: Any) -> Literal["asgi3", "asgi2", "wsgi"]:
+    """Guess how ``app`` is called, as uvicorn does, and recognise WSGI callables.
+
+    A class is ASGI 3 when its instances are awaitable, else ASGI 2 (``App(scope)``); a
+    coroutine function or an object with an ``async __call__`` is ASGI 3; another callable
+    taking exactly two arguments is WSGI (``environ, start_response``); the rest ASGI 2.
+    """
+    if inspect.isclass(app):
+        return "asgi3" if hasattr(app, "__await__") else "asgi2"
+    if _is_coroutine_callable(app):
+        return "asgi3"
+    if _required_positional(app) == 2:
+        return "wsgi"
+    return "asgi2"
