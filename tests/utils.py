@@ -19,7 +19,9 @@ TIME_UNIT = float(os.environ.get("TRICORN_TEST_TIME_UNIT", "1.0"))
 HTTP_BACKENDS = ["httptools", "h11"]
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
+def wait_for(
+    condition: Callable[[], object], timeout: float = 5.0, what: str = "condition"
+) -> None:
     """Poll ``condition`` until it is true; fail the test after ``timeout`` time units."""
     deadline = time.monotonic() + timeout * TIME_UNIT
     while not condition():

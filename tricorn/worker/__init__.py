@@ -1,0 +1,1 @@
+"""One worker: the ``Server`` (listeners, main loop, graceful shutdown) and the lifespan."""
