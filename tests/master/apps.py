@@ -1,0 +1,32 @@
+"""Apps for the master's real-process tests (``tests.master.apps:<name>``).
+
+* ``pid``: 200 with the worker's pid; ``?delay=S`` awaits S seconds first, ``?block=S``
+  blocks the event loop for S seconds (a stuck worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+
+async def pid(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    query = parse_qs(scope["query_string"].decode())
+    if "delay" in query:
+        await asyncio.sleep(float(query["delay"][0]))
+    if "block" in query:
+        time.sleep(float(query["block"][0]))  # noqa: ASYNC251 (on purpose: a stuck loop)
+    body = str(os.getpid()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

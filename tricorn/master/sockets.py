@@ -1,0 +1,246 @@
+"""Listening sockets of the master: bound once, before any fork, shared by every worker.
+
+Where they come from, first match wins: systemd socket activation (``LISTEN_FDS`` for our
+pid), else every ``--bind`` plus ``--uds`` and ``--fd`` when given, else ``--host/--port``.
+With ``--reuse-port`` the master only reserves each TCP address (bound with SO_REUSEPORT,
+not listening) and every worker opens its own listener on it, so the kernel spreads
+connections evenly instead of waking whichever worker is fastest to accept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import socket
+import stat
+from collections.abc import Mapping
+from typing import Any
+
+SD_LISTEN_FDS_START = 3
+
+
+class BindError(ValueError):
+    """A listener cannot be had; the message is the one line to show the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BindSpec:
+    """One place to listen: ``kind`` is "tcp" (host, port), "unix" (path) or "fd" (fd)."""
+
+    kind: str
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    fd: int = -1
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        if self.kind == "fd":
+            return f"fd://{self.fd}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_bind(value: str) -> BindSpec:
+    """Parse one ``--bind``: ``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH`` or ``fd://N``."""
+    usage = f"--bind {value!r}: expected HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N"
+    if value.startswith("unix:"):
+        path = value[len("unix:") :]
+        if not path:
+            raise BindError(f"--bind {value!r}: empty unix socket path")
+        return BindSpec("unix", path=path)
+    if value.startswith("fd://"):
+        digits = value[len("fd://") :]
+        if not digits.isdigit():
+            raise BindError(f"--bind {value!r}: the fd must be a non-negative integer")
+        return BindSpec("fd", fd=int(digits))
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or not rest.startswith(":") or not host:
+            raise BindError(usage)
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not host or ":" in host:
+            raise BindError(usage)
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise BindError(f"--bind {value!r}: the port must be an integer from 0 to 65535")
+    return BindSpec("tcp", host=host, port=int(port_text))
+
+
+def listen_fds(environ: Mapping[str, str], pid: int) -> list[int]:
+    """The file descriptors systemd passed us (socket activation), or [] if none.
+
+    ``LISTEN_PID`` must name this process: the variables may have been inherited by
+    accident from a parent that was activated.
+    """
+    count = environ.get("LISTEN_FDS")
+    if count is None:
+        return []
+    owner = environ.get("LISTEN_PID")
+    if owner is not None and owner.strip() != str(pid):
+        return []
+    if not count.strip().isdigit():
+        raise BindError(f"LISTEN_FDS={count!r}: expected a number of file descriptors")
+    return list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count)))
+
+
+def bind_specs(config: Any) -> list[BindSpec]:
+    """Where the configuration asks to listen (without systemd's sockets)."""
+    specs = [parse_bind(value) for value in getattr(config, "bind", None) or []]
+    if getattr(config, "uds", None):
+        specs.append(BindSpec("unix", path=config.uds))
+    if getattr(config, "fd", None) is not None:
+        specs.append(BindSpec("fd", fd=config.fd))
+    if not specs:
+        specs.append(BindSpec("tcp", host=config.host, port=config.port))
+    return specs
+
+
+class Listeners:
+    """Every listening socket of the master, with what is needed to remove them on exit."""
+
+    def __init__(self, reuse_port: bool = False) -> None:
+        self.sockets: list[socket.socket] = []
+        self.reuse_port = reuse_port
+        self.backlog = 2048
+        self._owned_paths: list[str] = []
+
+    def open(self, config: Any, environ: Mapping[str, str] | None = None) -> None:
+        """Bind everything the config (or systemd) asks for; BindError on the first failure
+        (the sockets already bound are closed)."""
+        environ = os.environ if environ is None else environ
+        backlog = self.backlog = getattr(config, "backlog", 2048)
+        try:
+            fds = listen_fds(environ, os.getpid())
+            if fds:
+                for fd in fds:
+                    self.sockets.append(_from_fd(fd, "LISTEN_FDS"))
+                # Consumed: neither workers nor a re-executed master may take them again.
+                if environ is os.environ:
+                    for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+                        os.environ.pop(name, None)
+                return
+            for spec in bind_specs(config):
+                self.sockets.append(self._bind(spec, backlog))
+        except BaseException:
+            self.close()
+            raise
+
+    def _bind(self, spec: BindSpec, backlog: int) -> socket.socket:
+        if spec.kind == "fd":
+            return _from_fd(spec.fd, "--fd")
+        if spec.kind == "unix":
+            sock = _bind_unix(spec.path, backlog)
+            self._owned_paths.append(spec.path)
+            return sock
+        # With --reuse-port the master only reserves the address: a listener nobody accepts
+        # on would still get its share of the connections.
+        return _bind_tcp(
+            spec.host, spec.port, backlog, reuse_port=self.reuse_port, listen=not self.reuse_port
+        )
+
+    def for_worker(self) -> list[socket.socket]:
+        """The sockets one worker serves on: the shared ones, or with ``--reuse-port`` a
+        fresh SO_REUSEPORT listener per TCP address (call it in the forked worker)."""
+        if not self.reuse_port:
+            return list(self.sockets)
+        own: list[socket.socket] = []
+        for sock in self.sockets:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                host, port = sock.getsockname()[:2]
+                own.append(_bind_tcp(host, port, self.backlog, reuse_port=True, listen=True))
+            else:
+                own.append(sock)
+        return own
+
+    def describe(self) -> list[str]:
+        return [describe_socket(sock) for sock in self.sockets]
+
+    def close(self, unlink: bool = True) -> None:
+        """Close every socket; remove the unix socket files we created."""
+        for sock in self.sockets:
+            sock.close()
+        self.sockets = []
+        if unlink:
+            for path in self._owned_paths:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        self._owned_paths = []
+
+
+def describe_socket(sock: socket.socket) -> str:
+    name = sock.getsockname()
+    if isinstance(name, (str, bytes)):
+        return f"unix:{os.fsdecode(name)}"
+    host, port = name[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bind_tcp(
+    host: str, port: int, backlog: int, *, reuse_port: bool, listen: bool
+) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            if not hasattr(socket, "SO_REUSEPORT"):
+                raise BindError("--reuse-port is not supported on this platform")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        if listen:
+            sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _bind_unix(path: str, backlog: int) -> socket.socket:
+    _remove_stale_unix_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o666)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot listen on unix:{path}: {exc.strerror or exc}") from None
+    return sock
+
+
+def _remove_stale_unix_socket(path: str) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise BindError(f"cannot listen on unix:{path}: {exc.strerror or exc}") from None
+    if not stat.S_ISSOCK(mode):
+        raise BindError(f"cannot listen on unix:{path}: the file exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody answers: left over from a server that died
+    else:
+        raise BindError(f"cannot listen on unix:{path}: another server is listening there")
+    finally:
+        probe.close()
+
+
+def _from_fd(fd: int, option: str) -> socket.socket:
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise BindError(f"{option} {fd} is not a socket ({exc.strerror or exc})") from None
+    if sock.type != socket.SOCK_STREAM:
+        sock.detach()
+        raise BindError(f"{option} {fd} is not a stream socket")
+    return sock

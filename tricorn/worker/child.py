@@ -1,0 +1,142 @@
+"""What a forked worker runs: title, signals, the app import, then a ``Server``.
+
+The master forks and calls ``run_worker()`` in the child, which returns the exit code
+(the master's fork code passes it to ``os._exit``). Exit codes are a contract: 3 means the
+worker could not start (import error, lifespan startup failure, no listener) and makes the
+master stop instead of respawning forever.
+
+Signals in a worker: SIGTERM drains (the server's graceful shutdown), SIGQUIT stops at
+once, SIGUSR1 reopens log files, SIGABRT (sent by the master when the heartbeat stopped)
+logs where the worker was stuck and exits. SIGINT is ignored: a Ctrl+C in a terminal
+reaches the whole process group, and the master already relays it as SIGTERM (reacting
+twice would turn the drain into a forced stop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import traceback
+from types import FrameType
+from typing import Any
+
+from tricorn.master.signals import reopen_log_files
+from tricorn.worker.channel import Channel
+from tricorn.worker.server import Server
+
+logger = logging.getLogger("tricorn.error")
+
+STARTUP_FAILURE = 3
+# How often a draining worker re-tells its connections to finish (see WorkerServer).
+
+
+class WorkerServer(Server):
+    """A ``Server`` that reports to the master through ``channel``.
+
+    It tells the master *ready* the moment ``started`` becomes True (lifespan startup done
+    and listening), runs the heartbeat task on its own event loop, and leaves SIGINT to the
+    master.
+    """
+
+    def __init__(self, config: Any, channel: Channel) -> None:
+        self.channel = channel
+        self._started = False
+        super().__init__(config)
+
+    # Server sets ``started = True`` right after its listeners accept; a property catches
+    # that moment without reaching into Server's internals.
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @started.setter
+    def started(self, value: bool) -> None:
+        if value and not self._started:
+            self.channel.ready()
+        self._started = value
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGQUIT, self.quick_exit)
+        loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
+        helpers = [
+            asyncio.create_task(self.channel.heartbeat(self)),
+        ]
+        try:
+            await super().serve(sockets=sockets)
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            loop.remove_signal_handler(signal.SIGQUIT)
+            loop.remove_signal_handler(signal.SIGUSR1)
+
+    def quick_exit(self) -> None:
+        self.should_exit = True
+        self.force_exit = True
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGINT:
+            return  # the master relays it (see the module note)
+        super().handle_exit(sig, frame)
+
+
+def _abort(sig: int, frame: FrameType | None) -> None:
+    # The master found this worker stuck. Say where, then go: it will SIGKILL us anyway.
+    stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
+    logger.error(
+        "Worker [%d] aborted: no heartbeat (event loop blocked?)\n%s", os.getpid(), stack.rstrip()
+    )
+    _flush()
+    os._exit(1)
+
+
+def _flush() -> None:
+    for handler in logging.getLogger().handlers + logging.getLogger("tricorn").handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def set_process_title(title: str) -> None:
+    """``ps`` shows ``title`` when setproctitle is installed; nothing happens otherwise."""
+    try:
+        import setproctitle
+    except ImportError:
+        return
+    setproctitle.setproctitle(title)
+
+
+def run_worker(config: Any, sockets: list[socket.socket], channel: Channel, name: str) -> int:
+    """Serve ``config``'s app on ``sockets`` until told to stop; the exit code."""
+    set_process_title(f"tricorn: worker [{name}]")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGABRT, _abort)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if not config.loaded:
+        try:
+            config.load()
+        except ValueError as exc:  # ConfigError: the message is the whole story
+            logger.error("%s", exc)
+            return STARTUP_FAILURE
+        except Exception:
+            logger.exception("Worker [%d] could not load the app", os.getpid())
+            return STARTUP_FAILURE
+    # The master recycles workers (it starts the replacement first), so the server must
+    # not stop by itself after --limit-max-requests.
+    config.limit_max_requests = None
+    server = WorkerServer(config, channel)
+    try:
+        server.run(sockets=sockets)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _flush()
+    return 0 if server.started else STARTUP_FAILURE
