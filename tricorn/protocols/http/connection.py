@@ -25,28 +25,18 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
+from tricorn.protocols.base import TRACE, BaseConnection, logger
 from tricorn.protocols.http.cycle import RequestResponseCycle
 from tricorn.protocols.http.errors import HTTPProtocolError, error_response
-from tricorn.protocols.utils import (
-    format_addr,
-    get_local_addr,
-    get_remote_addr,
-    is_ssl,
-)
+from tricorn.protocols.utils import is_ssl
 
 if TYPE_CHECKING:
     from tricorn.config import Config
     from tricorn.worker.state import ServerState
-
-TRACE = 5
-logger = logging.getLogger("tricorn.error")
-access_logger = logging.getLogger("tricorn.access")
 
 DEFAULT_MAX_HEAD = 64 * 1024  # bytes of request line + headers (--h11-max-incomplete-event-size)
 MAX_TARGET = 8190  # bytes of request target, as Apache's LimitRequestLine
@@ -88,42 +78,23 @@ async def service_unavailable(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class HTTPConnection(asyncio.Protocol):
+class HTTPConnection(BaseConnection):
     """Per-connection HTTP/1.1 behaviour; subclasses only plug in a parser."""
 
     __slots__ = (
-        "config",
-        "app",
-        "loop",
-        "server_state",
-        "app_state",
-        "root_path",
-        "raw_root_path",
         "limit_concurrency",
         "timeout_keep_alive",
         "max_head",
-        "access_log",
-        "trace",
-        "reset_contextvars",
         "ws_available",
-        "asgi",
-        "transport",
-        "server",
-        "client",
-        "client_addr",
-        "scheme",
         "cycle",
         "receiving",
         "pending",
         "reading_paused",
-        "writing_paused",
-        "drain_waiter",
         "in_head",
         "head_size",
         "line_done",
         "head_started",
         "idle_since",
-        "shutting_down",
         "closed",
         "failed",
         "deferred_error",
@@ -137,42 +108,21 @@ class HTTPConnection(asyncio.Protocol):
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        if not config.loaded:
-            config.load()
-        self.config = config
-        self.app = config.loaded_app
-        self.loop = _loop or asyncio.get_event_loop()
-        self.server_state = server_state
-        self.app_state = app_state
-        self.root_path: str = config.root_path
-        self.raw_root_path = self.root_path.encode()
+        super().__init__(config, server_state, app_state, _loop)
         self.limit_concurrency: int | None = config.limit_concurrency
         self.timeout_keep_alive: float = config.timeout_keep_alive
         self.max_head: int = config.h11_max_incomplete_event_size or DEFAULT_MAX_HEAD
-        # Level checks once per connection, not per line.
-        self.access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
-        self.trace = logger.isEnabledFor(TRACE)
-        self.reset_contextvars = bool(getattr(config, "reset_contextvars", False))
         self.ws_available = getattr(config, "ws_protocol_class", None) is not None
-        self.asgi = {"version": config.asgi_version, "spec_version": "2.4"}
 
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.server: tuple[str, int | None] | None = None
-        self.client: tuple[str, int] | None = None
-        self.client_addr = ""
-        self.scheme = "http"
         self.cycle: RequestResponseCycle | None = None  # the one whose app runs
         self.receiving: RequestResponseCycle | None = None  # the one whose body is parsed
         self.pending: deque[RequestResponseCycle] = deque()
         self.reading_paused = False
-        self.writing_paused = False
-        self.drain_waiter: asyncio.Future[None] | None = None
         self.in_head = True
         self.head_size = 0
         self.line_done = False
         self.head_started: float | None = None
         self.idle_since: float | None = None
-        self.shutting_down = False
         self.closed = False
         self.failed = False
         self.deferred_error: HTTPProtocolError | None = None
@@ -189,20 +139,14 @@ class HTTPConnection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not subclass asyncio.Transport, hence a cast, not a check.
-        self.transport = cast("asyncio.Transport", transport)
-        self.server_state.connections.add(self)
-        self.server = get_local_addr(transport)
-        self.client = get_remote_addr(transport)
-        self.client_addr = format_addr(self.client)
-        self.scheme = "https" if is_ssl(transport) else "http"
+        self.attach(transport)
         self.idle_since = self.loop.time()
         if self.trace:
             logger.log(TRACE, "%s - HTTP connection made", self.client_addr)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.server_state.connections.discard(self)
+        self.detach()
         if self.trace:
             logger.log(TRACE, "%s - HTTP connection lost", self.client_addr)
         for cycle in (self.cycle, self.receiving):
@@ -210,11 +154,6 @@ class HTTPConnection(asyncio.Protocol):
                 cycle.on_disconnect()
         self.pending.clear()
         self.cycle = self.receiving = None
-        waiter = self.drain_waiter
-        if waiter is not None:
-            self.drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
 
     def eof_received(self) -> bool | None:
         # The client will send nothing more. A request cut short cannot be answered well;
@@ -252,25 +191,6 @@ class HTTPConnection(asyncio.Protocol):
         if self.line_done:
             return HTTPProtocolError(431, "request head too large")
         return HTTPProtocolError(414, "request line too long")
-
-    def pause_writing(self) -> None:
-        self.writing_paused = True
-
-    def resume_writing(self) -> None:
-        self.writing_paused = False
-        waiter = self.drain_waiter
-        if waiter is not None:
-            self.drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def drain(self) -> None:
-        """Wait until the transport's write buffer is below its high-water mark."""
-        if self.writing_paused and not self.closed:
-            waiter = self.drain_waiter
-            if waiter is None:
-                waiter = self.drain_waiter = self.loop.create_future()
-            await waiter
 
     # -- called by the backend ----------------------------------------------------------
 
@@ -454,13 +374,7 @@ class HTTPConnection(asyncio.Protocol):
         if limit is not None and (len(state.connections) > limit or len(state.tasks) >= limit):
             logger.warning("Exceeded concurrency limit.")
             app = service_unavailable
-        coro = cycle.run_asgi(app)
-        if self.reset_contextvars:
-            task = contextvars.Context().run(self.loop.create_task, coro)
-        else:
-            task = self.loop.create_task(coro)
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
+        self.start_task(cycle.run_asgi(app))
 
     def on_response_complete(self, cycle: RequestResponseCycle) -> None:
         """Called by the cycle once its last body byte was written."""

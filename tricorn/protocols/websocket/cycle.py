@@ -35,21 +35,14 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import logging
 import os
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
+from tricorn.protocols.base import TRACE, BaseConnection, access_logger, logger
 from tricorn.protocols.http.errors import ClientDisconnected, status_line
-from tricorn.protocols.utils import (
-    format_addr,
-    get_local_addr,
-    get_remote_addr,
-    is_ssl,
-    log_safe,
-)
+from tricorn.protocols.utils import is_ssl, log_safe
 from tricorn.protocols.websocket.errors import (
     ABNORMAL_CLOSURE,
     INTERNAL_ERROR,
@@ -65,9 +58,6 @@ if TYPE_CHECKING:
     from tricorn.config import Config
     from tricorn.worker.state import ServerState
 
-TRACE = 5
-logger = logging.getLogger("tricorn.error")
-access_logger = logging.getLogger("tricorn.access")
 
 # Seconds we wait for the client's close frame (or EOF) after sending ours; then the TCP
 # connection is dropped. Swept by on_tick, so the real bound is up to one second more.
@@ -87,32 +77,18 @@ FAILED = 4
 CLOSED = 5
 
 
-class WebSocketConnection(asyncio.Protocol):
+class WebSocketConnection(BaseConnection):
     """One WebSocket connection and its ASGI app; subclasses only plug in a library."""
 
+    schemes = ("ws", "wss")
+
     __slots__ = (
-        "config",
-        "app",
-        "loop",
-        "server_state",
-        "app_state",
-        "root_path",
-        "raw_root_path",
         "max_size",
         "max_queue",
         "resume_at",
         "ping_interval",
         "ping_timeout",
         "per_message_deflate",
-        "access_log",
-        "trace",
-        "reset_contextvars",
-        "asgi",
-        "transport",
-        "server",
-        "client",
-        "client_addr",
-        "scheme",
         "state",
         "scope",
         "target",
@@ -123,15 +99,12 @@ class WebSocketConnection(asyncio.Protocol):
         "parts",
         "message_size",
         "reading_paused",
-        "writing_paused",
-        "drain_waiter",
         "response_status",
         "response_headers",
         "response_body",
         "responded",
         "app_closed",
         "app_done",
-        "shutting_down",
         "ping_payload",
         "ping_sent",
         "close_deadline",
@@ -144,32 +117,13 @@ class WebSocketConnection(asyncio.Protocol):
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        if not config.loaded:
-            config.load()
-        self.config = config
-        self.app = config.loaded_app
-        self.loop = _loop or asyncio.get_event_loop()
-        self.server_state = server_state
-        self.app_state = app_state
-        self.root_path: str = config.root_path
-        self.raw_root_path = self.root_path.encode()
+        super().__init__(config, server_state, app_state, _loop)
         self.max_size: int | None = config.ws_max_size or None
         self.max_queue: int = max(1, config.ws_max_queue or 1)
         self.resume_at = self.max_queue // 2
         self.ping_interval: float | None = config.ws_ping_interval or None
         self.ping_timeout: float | None = config.ws_ping_timeout or None
         self.per_message_deflate = bool(config.ws_per_message_deflate)
-        # Level checks once per connection, not per line.
-        self.access_log = bool(config.access_log) and access_logger.isEnabledFor(logging.INFO)
-        self.trace = logger.isEnabledFor(TRACE)
-        self.reset_contextvars = bool(getattr(config, "reset_contextvars", False))
-        self.asgi = {"version": config.asgi_version, "spec_version": "2.4"}
-
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.server: tuple[str, int | None] | None = None
-        self.client: tuple[str, int] | None = None
-        self.client_addr = ""
-        self.scheme = "ws"
         self.state = HANDSHAKE
         self.scope: dict[str, Any] = {}
         self.target = b""
@@ -182,8 +136,6 @@ class WebSocketConnection(asyncio.Protocol):
         self.parts: list[Any] = []
         self.message_size = 0
         self.reading_paused = False
-        self.writing_paused = False
-        self.drain_waiter: asyncio.Future[None] | None = None
         # A denial response the app is sending (websocket.http.response.*).
         self.response_status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
@@ -191,7 +143,6 @@ class WebSocketConnection(asyncio.Protocol):
         self.responded = False  # an HTTP response refused the upgrade
         self.app_closed = False  # the app sent websocket.close
         self.app_done = False  # the app returned or raised
-        self.shutting_down = False
         self.ping_payload: bytes | None = None  # the ping awaiting its pong
         self.ping_sent = 0.0
         self.close_deadline = 0.0
@@ -220,28 +171,17 @@ class WebSocketConnection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Not an isinstance check: uvloop's transports do not derive from asyncio's.
-        self.transport = cast(asyncio.Transport, transport)
-        self.server_state.connections.add(self)
-        self.server = get_local_addr(transport)
-        self.client = get_remote_addr(transport)
-        self.client_addr = format_addr(self.client)
-        self.scheme = "wss" if is_ssl(transport) else "ws"
+        self.attach(transport)
         if self.trace:
             logger.log(TRACE, "%s - WebSocket connection made", self.client_addr)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = CLOSED
-        self.server_state.connections.discard(self)
+        self.detach()
         if self.trace:
             logger.log(TRACE, "%s - WebSocket connection lost", self.client_addr)
         self.set_disconnect(ABNORMAL_CLOSURE)
         self.parts = []
-        waiter = self.drain_waiter
-        if waiter is not None:
-            self.drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
 
     def eof_received(self) -> bool | None:
         # The client sends nothing more: a connection without a closing handshake (1006),
@@ -253,25 +193,6 @@ class WebSocketConnection(asyncio.Protocol):
         if self.state >= FAILED:
             return  # failed or closed: RFC 6455 7.1.7 says to discard what follows
         self.parse(data)
-
-    def pause_writing(self) -> None:
-        self.writing_paused = True
-
-    def resume_writing(self) -> None:
-        self.writing_paused = False
-        waiter = self.drain_waiter
-        if waiter is not None:
-            self.drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def drain(self) -> None:
-        """Wait until the transport's write buffer is below its high-water mark."""
-        if self.writing_paused and self.state != CLOSED:
-            waiter = self.drain_waiter
-            if waiter is None:
-                waiter = self.drain_waiter = self.loop.create_future()
-            await waiter
 
     def write(self, data: bytes) -> None:
         if data and self.state != CLOSED:
@@ -314,14 +235,7 @@ class WebSocketConnection(asyncio.Protocol):
             "extensions": {"websocket.http.response": {}},
         }
         self.messages.append(_CONNECT)
-        coro = self.run_asgi()
-        if self.reset_contextvars:
-            task = contextvars.Context().run(self.loop.create_task, coro)
-        else:
-            task = self.loop.create_task(coro)
-        tasks = self.server_state.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        self.start_task(self.run_asgi())
 
     def handshake_failed(self, status: int, reason: str) -> None:
         """The upgrade request is not a valid WebSocket handshake: answer ``status``."""

@@ -1,0 +1,141 @@
+"""What every connection protocol (HTTP, WebSocket) does the same way.
+
+Settings read once per connection, the transport and its addresses, write back-pressure
+(``pause_writing``/``resume_writing``/``drain``) and starting the app's task. Protocol
+rules live in the subclasses; nothing here knows HTTP or WebSocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, cast
+
+from tricorn.protocols.utils import format_addr, get_local_addr, get_remote_addr, is_ssl
+
+if TYPE_CHECKING:
+    from tricorn.config import Config
+    from tricorn.worker.state import ServerState
+
+TRACE = 5
+logger = logging.getLogger("tricorn.error")
+access_logger = logging.getLogger("tricorn.access")
+
+
+class BaseConnection(asyncio.Protocol):
+    """Shared per-connection state; subclasses add their protocol's rules."""
+
+    # (plain, over TLS) for scope["scheme"]
+    schemes = ("http", "https")
+
+    __slots__ = (
+        "config",
+        "app",
+        "loop",
+        "server_state",
+        "app_state",
+        "root_path",
+        "raw_root_path",
+        "access_log",
+        "trace",
+        "reset_contextvars",
+        "asgi",
+        "transport",
+        "server",
+        "client",
+        "client_addr",
+        "scheme",
+        "writing_paused",
+        "drain_waiter",
+        "shutting_down",
+    )
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not config.loaded:
+            config.load()
+        self.config = config
+        self.app = config.loaded_app
+        self.loop = _loop or asyncio.get_event_loop()
+        self.server_state = server_state
+        self.app_state = app_state
+        self.root_path: str = config.root_path
+        self.raw_root_path = self.root_path.encode()
+        # Level checks once per connection, not per line.
+        self.access_log = bool(config.access_log) and access_logger.isEnabledFor(logging.INFO)
+        self.trace = logger.isEnabledFor(TRACE)
+        self.reset_contextvars = bool(getattr(config, "reset_contextvars", False))
+        self.asgi = {"version": config.asgi_version, "spec_version": "2.4"}
+
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.server: tuple[str, int | None] | None = None
+        self.client: tuple[str, int] | None = None
+        self.client_addr = ""
+        self.scheme = self.schemes[0]
+        self.writing_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.shutting_down = False
+
+    def attach(self, transport: asyncio.BaseTransport) -> None:
+        """Take the transport (from ``connection_made``) and register with the server."""
+        # uvloop's transports do not subclass asyncio.Transport, hence a cast, not a check.
+        self.transport = cast(asyncio.Transport, transport)
+        self.server_state.connections.add(self)
+        self.server = get_local_addr(transport)
+        self.client = get_remote_addr(transport)
+        self.client_addr = format_addr(self.client)
+        self.scheme = self.schemes[is_ssl(transport)]
+
+    def detach(self) -> None:
+        """The connection is gone (from ``connection_lost``): unregister, free writers."""
+        self.server_state.connections.discard(self)
+        self.resume_writing()
+
+    def start_task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run the app's coroutine as a task the server waits for on shutdown."""
+        if self.reset_contextvars:
+            task = contextvars.Context().run(self.loop.create_task, coro)
+        else:
+            task = self.loop.create_task(coro)
+        tasks = self.server_state.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
+
+    # -- called by the server (ServerState.tick and graceful shutdown) -------------------
+
+    def shutdown(self) -> None:
+        """Stop taking new work; finish what the client already sent, then close."""
+        raise NotImplementedError
+
+    def on_tick(self, now: float) -> None:
+        """About once a second: enforce timeouts against ``now`` (loop time)."""
+        raise NotImplementedError
+
+    # -- write back-pressure ------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        waiter = self.drain_waiter
+        if waiter is not None:
+            self.drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its high-water mark."""
+        if self.writing_paused and not self.transport.is_closing():
+            waiter = self.drain_waiter
+            if waiter is None:
+                waiter = self.drain_waiter = self.loop.create_future()
+            await waiter
