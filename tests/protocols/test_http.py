@@ -515,6 +515,29 @@ async def test_half_close_after_request_is_answered(http_backend: str) -> None:
     assert conn.closed
 
 
+async def test_half_close_during_streamed_response_closes_after_it(http_backend: str) -> None:
+    # The head already went out with keep-alive; the client then shut down its sending
+    # side. Once the response is complete nothing more is owed: close, do not linger.
+    release = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        await release.wait()
+        await send({"type": "http.response.body", "body": b"end"})
+
+    conn = Conn(http_backend, app)
+    conn.feed(GET)
+    await until(lambda: conn.transport.buffer)
+    assert conn.proto.eof_received() is True  # keep writing: the response is not done
+    release.set()
+    await conn.settle()
+    assert conn.transport.take() == response(
+        b"200 OK", b"transfer-encoding: chunked\r\n", b"4\r\npart\r\n3\r\nend\r\n0\r\n\r\n"
+    )
+    assert conn.closed
+
+
 async def test_eof_mid_body_disconnects_and_closes(http_backend: str) -> None:
     messages: list[Message] = []
 

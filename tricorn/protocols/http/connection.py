@@ -382,7 +382,13 @@ class HTTPConnection(BaseConnection):
             cycle.log_access()
         if self.cycle is cycle:
             self.cycle = None
-        if not cycle.keep_alive or self.closed:
+        if (
+            not cycle.keep_alive
+            or self.closed
+            # Draining (server shutdown, or the client half-closed after its head went out
+            # with keep-alive): nothing more is owed once this response is out.
+            or (self.shutting_down and not self.pending and self.receiving is None)
+        ):
             self.abort()
             return
         if self.pending:
