@@ -1,0 +1,266 @@
+"""Tricorn against uvicorn on the same app, same core, same load, in one run.
+
+    .venv/bin/python bench/run.py                      # both backends, 10 s per run
+    .venv/bin/python bench/run.py --duration 5 --connections 128 --http h11
+
+Each server runs as one process pinned to core 0 (``taskset``); ``wrk`` drives it from
+core 1, over 127.0.0.1 only. Every measured run follows a short warm-up on the same server.
+The table reports requests/s, p99 latency and the ratio Tricorn/uvicorn (above 1 means
+Tricorn serves more requests per second).
+
+uvicorn is installed for benchmarking only, into its own venv (``--uvicorn-venv``, created
+on first use); it is never a Tricorn dependency. ``wrk`` is installed with apt-get when
+missing and running as root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = "bench.app:app"
+EXPECTED_BODY = b"Hello, world!"
+DEFAULT_UVICORN_VENV = Path.home() / ".cache" / "tricorn-bench" / "uvicorn-venv"
+SERVER_CORE = "0"
+CLIENT_CORE = "1"
+
+
+@dataclass
+class Result:
+    requests_per_s: float
+    p99_ms: float
+    errors: str  # wrk's error lines, empty when the run was clean
+
+
+def fail(message: str) -> NoReturn:
+    print(f"bench: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def ensure_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk:
+        return wrk
+    if os.geteuid() != 0:
+        fail("wrk is not installed (apt-get install wrk)")
+    print("bench: installing wrk with apt-get", file=sys.stderr)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, env=env)
+    return shutil.which("wrk") or fail("wrk still missing after apt-get install")
+
+
+def ensure_uvicorn(venv: Path) -> Path:
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import uvicorn, httptools, uvloop"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    print(f"bench: installing uvicorn[standard] into {venv}", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "uvicorn[standard]"], check=True)
+    return python
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_serving(proc: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+    """Wait until the port accepts connections and answers the expected body."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            fail(f"server exited with code {proc.returncode} before serving")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                body = response.read()
+            if body != EXPECTED_BODY:
+                fail(f"server answered {body!r}, expected {EXPECTED_BODY!r}")
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                fail(f"server did not accept on port {port} within {timeout:.0f} s")
+            time.sleep(0.05)
+
+
+@contextmanager
+def serving(command: list[str], port: int) -> Iterator[None]:
+    proc = subprocess.Popen(
+        ["taskset", "-c", SERVER_CORE, *command],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until_serving(proc, port, timeout=30)
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        assert proc.stderr is not None
+        stderr = proc.stderr.read().decode(errors="replace").strip()
+        proc.stderr.close()
+        if stderr:
+            # Servers run at log level warning: anything here deserves a look.
+            print(f"bench: server stderr:\n{stderr}", file=sys.stderr)
+
+
+UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def run_wrk(wrk: str, port: int, args: argparse.Namespace, duration: float) -> Result:
+    command = [
+        "taskset",
+        "-c",
+        CLIENT_CORE,
+        wrk,
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{duration}s",
+        "--latency",
+        f"http://127.0.0.1:{port}/",
+    ]
+    out = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=duration + 60
+    ).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE)
+    if not rps or not p99:
+        fail(f"could not read wrk's output:\n{out}")
+    errors = [
+        line.strip()
+        for line in out.splitlines()
+        if line.strip().startswith(("Socket errors", "Non-2xx"))
+    ]
+    return Result(
+        float(rps.group(1)), float(p99.group(1)) * UNITS_MS[p99.group(2)], "; ".join(errors)
+    )
+
+
+def server_command(name: str, python: Path, http: str, port: int) -> list[str]:
+    common = [
+        APP,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--http",
+        http,
+        "--loop",
+        "auto",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--lifespan",
+        "off",
+    ]
+    if name == "uvicorn":
+        return [str(python), "-m", "uvicorn", "--app-dir", str(ROOT), *common]
+    return [str(python), "-m", "tricorn", *common]
+
+
+def measure(name: str, python: Path, http: str, wrk: str, args: argparse.Namespace) -> Result:
+    results = []
+    for _ in range(args.rounds):
+        port = free_port()
+        with serving(server_command(name, python, http, port), port):
+            run_wrk(wrk, port, args, args.warmup)
+            results.append(run_wrk(wrk, port, args, args.duration))
+    # Median of rounds: one noisy round should not decide the ratio.
+    return Result(
+        statistics.median(r.requests_per_s for r in results),
+        statistics.median(r.p99_ms for r in results),
+        "; ".join(r.errors for r in results if r.errors),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds per measured run")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up per run")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per server; median kept")
+    parser.add_argument(
+        "--http",
+        action="append",
+        choices=["httptools", "h11"],
+        help="backend to measure (repeatable; default both)",
+    )
+    parser.add_argument(
+        "--uvicorn-venv",
+        type=Path,
+        default=DEFAULT_UVICORN_VENV,
+        help=f"venv holding uvicorn[standard], created if missing (default {DEFAULT_UVICORN_VENV})",
+    )
+    args = parser.parse_args()
+    if args.connections < args.threads:
+        fail("--connections must be at least --threads")
+    if not shutil.which("taskset"):
+        fail("taskset is missing (apt-get install util-linux)")
+    if (os.cpu_count() or 1) < 2:
+        fail("needs two cores: one for the server, one for wrk")
+
+    wrk = ensure_wrk()
+    uvicorn_python = ensure_uvicorn(args.uvicorn_venv)
+    tricorn_python = Path(sys.executable)
+
+    rows = []
+    for http in args.http or ["httptools", "h11"]:
+        tricorn = measure("tricorn", tricorn_python, http, wrk, args)
+        uvicorn = measure("uvicorn", uvicorn_python, http, wrk, args)
+        rows.append((http, tricorn, uvicorn))
+
+    versions = [
+        subprocess.run(
+            [str(python), "-c", f"import {name}; print({name}.__version__)"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        for name, python in (("tricorn", tricorn_python), ("uvicorn", uvicorn_python))
+    ]
+    print(
+        f"\ntricorn {versions[0]} vs uvicorn {versions[1]}; "
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, "
+        f"server on core {SERVER_CORE}, wrk on core {CLIENT_CORE}, {args.rounds} round(s)\n"
+    )
+    print("| --http | Tricorn req/s | uvicorn req/s | ratio | Tricorn p99 | uvicorn p99 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for http, tricorn, uvicorn in rows:
+        ratio = tricorn.requests_per_s / uvicorn.requests_per_s
+        print(
+            f"| {http} | {tricorn.requests_per_s:,.0f} | {uvicorn.requests_per_s:,.0f} "
+            f"| {ratio:.2f} | {tricorn.p99_ms:.2f} ms | {uvicorn.p99_ms:.2f} ms |"
+        )
+    for http, tricorn, uvicorn in rows:
+        for name, result in (("tricorn", tricorn), ("uvicorn", uvicorn)):
+            if result.errors:
+                print(f"warning: {name} --http {http}: {result.errors}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
