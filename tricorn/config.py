@@ -36,9 +36,19 @@ STARTUP_FAILURE = 3
 
 SSL_PROTOCOL_VERSION: int = ssl.PROTOCOL_TLS_SERVER
 
-HTTP_PROTOCOLS: dict[str, str] = {
-    "h11": "tricorn.protocols.http.h11_impl:H11Protocol",
-    "httptools": "tricorn.protocols.http.httptools_impl:HTTPToolsProtocol",
+# Backend name -> (library it needs, protocol class). "auto" takes the first installed.
+HTTP_PROTOCOLS: dict[str, tuple[str, str]] = {
+    "httptools": ("httptools", "tricorn.protocols.http.httptools_impl:HTTPToolsProtocol"),
+    "h11": ("h11", "tricorn.protocols.http.h11_impl:H11Protocol"),
+}
+WS_PROTOCOLS: dict[str, tuple[str, str]] = {
+    "websockets": ("websockets", "tricorn.protocols.websocket.websockets_impl:WebSocketsProtocol"),
+    # uvicorn's "websockets-sansio": ours is sans-I/O already, so it is the same backend.
+    "websockets-sansio": (
+        "websockets",
+        "tricorn.protocols.websocket.websockets_impl:WebSocketsProtocol",
+    ),
+    "wsproto": ("wsproto", "tricorn.protocols.websocket.wsproto_impl:WSProtoProtocol"),
 }
 LIFESPAN: dict[str, str] = {
     "auto": "tricorn.worker.lifespan:LifespanOn",
@@ -123,7 +133,16 @@ class Config:
         h11_max_incomplete_event_size: int | None = None,
         reset_contextvars: bool = False,
         app_dir: str | None = None,
+        bind: list[str] | str | None = None,
+        pid: str | os.PathLike[str] | None = None,
+        preload: bool = False,
+        reuse_port: bool = False,
+        name: str | None = None,
+        limit_max_memory: int | None = None,
+        worker_lifetime: float | None = None,
     ) -> None:
+        if isinstance(bind, str):
+            bind = [bind]
         given = dict(locals())
         del given["self"], given["app"], given["log_config"], given["log_level"]
         checked = {name: BY_NAME[name].check(value) for name, value in given.items()}
@@ -186,6 +205,14 @@ class Config:
         self.h11_max_incomplete_event_size: int | None = checked["h11_max_incomplete_event_size"]
         self.reset_contextvars: bool = checked["reset_contextvars"]
         self.app_dir: str | None = app_dir
+        # The pre-fork master's settings (tricorn.master).
+        self.bind: list[str] = _as_list(checked["bind"])
+        self.pid: str | None = checked["pid"]
+        self.preload: bool = checked["preload"]
+        self.reuse_port: bool = checked["reuse_port"]
+        self.name: str | None = checked["name"]
+        self.limit_max_memory: int | None = checked["limit_max_memory"]
+        self.worker_lifetime: float | None = checked["worker_lifetime"]
 
         self._check_combinations()
         self._check_log_settings()
@@ -317,6 +344,31 @@ class Config:
         return bool(self.reload or self.workers > 1)
 
     @property
+    def needs_master(self) -> bool:
+        """Whether serving this config takes the pre-fork master (``tricorn.master``).
+
+        True for several workers and for what only the master does: ``pid``,
+        ``limit_max_memory``, ``worker_lifetime``, ``preload``, ``reuse_port``, several
+        ``bind``, systemd socket activation (``LISTEN_FDS`` for this process) and a master
+        started by another one's USR2. Otherwise one process serves, like uvicorn.
+        """
+        if self.workers > 1 or len(self.bind) > 1:
+            return True
+        if self.pid or self.preload or self.reuse_port:
+            return True
+        if self.limit_max_memory is not None or self.worker_lifetime is not None:
+            return True
+        from tricorn.master.reexec import REEXEC_FDS_ENV
+        from tricorn.master.sockets import listen_fds
+
+        if REEXEC_FDS_ENV in os.environ:
+            return True
+        try:
+            return bool(listen_fds(os.environ, os.getpid()))
+        except ValueError:
+            return True  # malformed LISTEN_FDS: the master reports it
+
+    @property
     def should_reload(self) -> bool:
         return isinstance(self.app, str) and self.reload
 
@@ -331,8 +383,10 @@ class Config:
         """
         if self.loaded:
             return
-        self.http_protocol_class = self._http_protocol_class()
-        self.ws_protocol_class = None  # WebSocket support lands in a later issue
+        self.http_protocol_class = self._backend_class(self.http, "--http", HTTP_PROTOCOLS)
+        self.ws_protocol_class = (
+            None if self.ws == "none" else self._backend_class(self.ws, "--ws", WS_PROTOCOLS)
+        )
         self.lifespan_class = self._import_setting(LIFESPAN[self.lifespan], "--lifespan")
         self.ssl = self._ssl_context()
         self.encoded_headers = [
@@ -348,18 +402,28 @@ class Config:
         except ImportFromStringError as exc:
             raise ConfigError(f"{option} {import_str}: {exc}") from None
 
-    def _http_protocol_class(self) -> Any:
-        http = self.http
-        if not isinstance(http, str):
-            return http
-        if http == "auto":
-            http = "httptools" if _installed("httptools") else "h11"
-        elif http in HTTP_PROTOCOLS and not _installed(http):
-            raise ConfigError(
-                f"--http {http}: the {http} package is not installed "
-                f"(pip install {http}, or use --http auto)."
-            )
-        return self._import_setting(HTTP_PROTOCOLS.get(http, http), "--http")
+    def _backend_class(self, value: Any, option: str, backends: dict[str, tuple[str, str]]) -> Any:
+        """Resolve ``--http``/``--ws``: a class, a backend name, "auto" or an import string.
+
+        "auto" picks the first backend whose library is installed (None when none is: WebSockets
+        are then refused with a warning, HTTP always has h11).
+        """
+        if not isinstance(value, str):
+            return value
+        if value == "auto":
+            for library, target in backends.values():
+                if _installed(library):
+                    return self._import_setting(target, option)
+            return None
+        if value in backends:
+            library, target = backends[value]
+            if not _installed(library):
+                raise ConfigError(
+                    f"{option} {value}: the {library} package is not installed "
+                    f"(pip install {library}, or use {option} auto)."
+                )
+            return self._import_setting(target, option)
+        return self._import_setting(value, option)
 
     def load_app(self) -> Any:
         """Import and adapt the app: the ASGI 3 callable the server will call."""
@@ -568,8 +632,8 @@ def _env_int(name: str, option: str) -> int:
         raise ConfigError(
             f"Invalid value for {option} from ${name}: {raw!r} is not an integer."
         ) from None
-    if value < 0:
-        raise ConfigError(f"Invalid value for {option} from ${name}: {value} is negative.")
+    if value < 1:
+        raise ConfigError(f"Invalid value for {option} from ${name}: {value} is less than 1.")
     return value
 
 

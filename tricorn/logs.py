@@ -128,18 +128,24 @@ class AccessFormatter(DefaultFormatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging API)
         args = record.args
-        if not isinstance(args, tuple) or len(args) != 5:
+        if isinstance(args, tuple) and len(args) == 5:
+            # HTTP: (client_addr, method, path, http_version, status_code)
+            client_addr, method, path, http_version, outcome = args
+            request_line = f"{method} {path} HTTP/{http_version}"
+        elif isinstance(args, tuple) and len(args) == 3:
+            # WebSocket: (client_addr, path, outcome), outcome "[accepted]" or a status
+            client_addr, path, outcome = args
+            request_line = f"WebSocket {path}"
+        else:
             # Not a protocol access record (a user logging to tricorn.access): plain line.
             return super().formatMessage(record)
         record = copy(record)
-        client_addr, method, path, http_version, status_code = args
-        request_line = f"{method} {path} HTTP/{http_version}"
         if self.use_colors:
             request_line = click.style(request_line, bold=True)
         record.client_addr = client_addr
         record.request_line = request_line
-        code = status_code if isinstance(status_code, int) else int(str(status_code))
-        record.status_code = self.status_text(code)
+        text = str(outcome)
+        record.status_code = self.status_text(int(text)) if text.isdigit() else text
         duration = record.__dict__.get("duration")
         record.duration = "-" if duration is None else f"{float(duration) * 1000:.2f}ms"
         record.size = record.__dict__.get("size", "-")

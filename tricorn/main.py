@@ -4,52 +4,83 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from tricorn.config import STARTUP_FAILURE, Config, ConfigError
 from tricorn.settings import BY_NAME
 
+if TYPE_CHECKING:
+    from tricorn.master.sockets import Listeners
+
 logger = logging.getLogger("tricorn.error")
 
 
 def run(app: Any, **settings: Any) -> None:
-    """Serve ``app`` until stopped (SIGINT/SIGTERM), in this process.
+    """Serve ``app`` until stopped (SIGINT/SIGTERM).
 
     ``app`` is an ASGI/WSGI app object or a ``"module:attribute"`` import string; the
     keyword ``settings`` are those of ``tricorn.Config`` (uvicorn's names, plus
-    ``app_dir``). A bad setting or an app that cannot be imported is reported on one line
-    and the process exits (1 for a bad setting, 3 when the server could not start, like
-    uvicorn); call ``Config``/``Server`` directly to handle errors yourself.
+    ``app_dir`` and the master's settings). A bad setting or an app that cannot be
+    imported is reported on one line and the process exits (1 for a bad setting, 3 when
+    the server could not start, like uvicorn); call ``Config``/``Server`` directly to
+    handle errors yourself.
+
+    One process serves, like uvicorn, unless the settings need the pre-fork master
+    (``Config.needs_master``: ``workers > 1``, ``pid``, ``preload``...); then ``app`` must
+    be an import string, and the process exits with the master's code when it stops.
     """
     try:
         config = Config(app, **settings)
     except ConfigError as exc:
         _exit_with(exc)
 
-    if config.reload or config.workers > 1:
+    if config.reload:
+        later = BY_NAME["reload"].later
+        _exit_with(ConfigError(later or "This feature is not available in tricorn yet."))
+
+    if config.needs_master:
         if not isinstance(app, str):
             logger.warning(
                 "You must pass the application as an import string to enable 'reload' or 'workers'."
             )
             sys.exit(STARTUP_FAILURE)
-        later = BY_NAME["reload" if config.reload else "workers"].later
-        _exit_with(ConfigError(later or "This feature is not available in tricorn yet."))
+        from tricorn.master.arbiter import Arbiter
+
+        sys.exit(Arbiter(config).run())
 
     from tricorn.worker.server import Server  # imported late: the server imports protocols
 
     server = Server(config)
+    listeners = None
     try:
         # Load before serving so an unimportable app or a bad TLS file is one line, here.
         config.load()
-        server.run()
+        if config.bind:
+            listeners = _bind_listeners(config)
+        server.run(sockets=None if listeners is None else listeners.sockets)
     except ConfigError as exc:
         _exit_with(exc)
     except KeyboardInterrupt:
         pass
+    finally:
+        if listeners is not None:
+            listeners.close()
     if not server.started:
         sys.exit(STARTUP_FAILURE)
+
+
+def _bind_listeners(config: Config) -> Listeners:
+    # One --bind in one process: bound as the master would, served by the Server.
+    from tricorn.master.sockets import BindError, Listeners
+
+    listeners = Listeners()
+    try:
+        listeners.open(config, environ={})
+    except BindError as exc:
+        raise ConfigError(str(exc), STARTUP_FAILURE) from None
+    return listeners
 
 
 def _exit_with(exc: ConfigError) -> NoReturn:

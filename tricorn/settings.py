@@ -200,10 +200,22 @@ def _not_supported(option: str, value: str, supported: Sequence[str]) -> str:
 _NOT_YET_RELOAD = (
     "--reload is not available in tricorn yet; run without it and restart by hand for now."
 )
-_NOT_YET_WORKERS = (
-    "--workers greater than 1 is not available in tricorn yet; run one process per port, "
-    "or put several behind a load balancer, for now."
-)
+
+
+class BindType(_ParamType):
+    """One ``--bind`` address: ``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH`` or ``fd://N``."""
+
+    name = "address"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from tricorn.master.sockets import BindError, parse_bind
+
+        try:
+            parse_bind(str(value))
+        except BindError as exc:
+            self.fail(exc.reason, param, ctx)
+        return str(value)
+
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "Address to listen on: an IPv4 or IPv6 address or a name."),
@@ -259,10 +271,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "workers",
         None,
-        "Number of worker processes; $WEB_CONCURRENCY when set, else 1. Not with --reload.",
-        type=_COUNT,
+        "Number of worker processes; $WEB_CONCURRENCY when set, else 1. More than 1 runs "
+        "the pre-fork master. Not with --reload.",
+        type=click.IntRange(min=1),
         extra_env=("WEB_CONCURRENCY",),
-        later=_NOT_YET_WORKERS,
         doc_default="$WEB_CONCURRENCY or 1",
     ),
     Setting(
@@ -295,7 +307,6 @@ SETTINGS: tuple[Setting, ...] = (
         "auto",
         "WebSocket implementation: auto, none, websockets, wsproto.",
         type=ChoiceOrImportString((*WS_BACKENDS, "websockets-sansio"), WS_BACKENDS),
-        unsupported={"websockets-sansio": _not_supported("--ws", "websockets-sansio", WS_BACKENDS)},
     ),
     Setting(
         "ws_max_size",
@@ -407,6 +418,22 @@ SETTINGS: tuple[Setting, ...] = (
         type=_COUNT,
     ),
     Setting(
+        "limit_max_memory",
+        None,
+        "Recycle a worker whose resident memory (RSS, read with psutil) exceeds this many "
+        "MiB: the master starts its replacement first, then drains it. Runs the master.",
+        type=click.IntRange(min=1),
+        metavar="MIB",
+    ),
+    Setting(
+        "worker_lifetime",
+        None,
+        "Recycle each worker after this many seconds (plus up to 10% jitter), replacement "
+        "first. Runs the master.",
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="SECONDS",
+    ),
+    Setting(
         "timeout_keep_alive",
         5,
         "Close an idle keep-alive connection after this many seconds.",
@@ -474,6 +501,43 @@ SETTINGS: tuple[Setting, ...] = (
         "With h11, the most bytes of an incomplete request head buffered.",
         type=_COUNT,
         doc_default="h11's default (16 KiB)",
+    ),
+    # The pre-fork master's own settings (tricorn.master reads them).
+    Setting(
+        "bind",
+        None,
+        "Listen on ADDR: HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N (repeatable: one server "
+        "listens on every address given). Replaces --host/--port. Several run the master.",
+        type=BindType(),
+        multiple=True,
+        metavar="ADDR",
+    ),
+    Setting(
+        "pid",
+        None,
+        "Write the master's pid to this file (refused when a running process owns it; "
+        "removed on exit; USR2 moves the old master's to PATH.oldbin). Runs the master.",
+        metavar="PATH",
+    ),
+    Setting(
+        "preload",
+        False,
+        "Import the app once in the master before forking the workers (memory shared "
+        "copy-on-write; HUP then does not load new code). Runs the master.",
+        flag="flag",
+    ),
+    Setting(
+        "reuse_port",
+        False,
+        "Give each worker its own SO_REUSEPORT listener, so the kernel spreads connections "
+        "evenly. Runs the master.",
+        flag="flag",
+    ),
+    Setting(
+        "name",
+        None,
+        "Name shown in the process titles (tricorn: master [NAME]); the APP by default.",
+        doc_default="APP",
     ),
     Setting(
         "reset_contextvars",

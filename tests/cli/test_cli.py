@@ -191,10 +191,10 @@ def test_bad_environment_value_names_the_option(
 
 
 def test_env_reaches_config_in_a_real_process() -> None:
-    # WEB_CONCURRENCY=2 makes --workers 2: refused for now, which proves it arrived.
-    result = run_cli("tests.apps:hello", env={"WEB_CONCURRENCY": "2"})
-    assert result.returncode == 1
-    assert result.stderr.startswith("Error: --workers greater than 1 is not available")
+    # WEB_CONCURRENCY=0 makes --workers 0: refused, which proves it arrived.
+    result = run_cli("tests.apps:hello", env={"WEB_CONCURRENCY": "0"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: Invalid value for '--workers': 0 is not in the range")
     result = run_cli(env={"TRICORN_APP": "tests.no_such_module:app"})
     assert result.returncode == 3
     assert 'Could not import module "tests.no_such_module"' in result.stderr
@@ -240,11 +240,14 @@ def test_help_lists_options() -> None:
         (["--log-config", "pyproject.toml"], 1, "Error: Invalid value for '--log-config': "),
         (["--uds", "/tmp/x.sock", "--fd", "3"], 1, "Error: --uds and --fd cannot be used"),
         (["--reload"], 1, "Error: --reload is not available in tricorn yet"),
-        (["--workers", "2"], 1, "Error: --workers greater than 1 is not available"),
+        (["--workers", "0"], 2, "Error: Invalid value for '--workers': 0 is not in the range"),
+        (["--bind", "x"], 2, "Error: Invalid value for '--bind': expected HOST:PORT, [IPv6]"),
+        (["--bind", "h:99999"], 2, "Error: Invalid value for '--bind': the port must be"),
+        (["--worker-lifetime", "0"], 2, "Error: Invalid value for '--worker-lifetime': 0"),
+        (["--limit-max-memory", "x"], 2, "Error: Invalid value for '--limit-max-memory'"),
         (["--http", "zttp"], 1, "Error: tricorn does not support --http zttp; use one of"),
         (["--http2"], 1, "Error: tricorn does not support --http2"),
         (["--loop", "zuvloop"], 1, "Error: tricorn does not support --loop zuvloop"),
-        (["--ws", "websockets-sansio"], 1, "Error: tricorn does not support --ws websockets"),
         (["--nope"], 2, "Error: No such option"),
     ],
 )
@@ -268,6 +271,38 @@ def test_unimportable_app_exits_3_like_uvicorn(app: str, message: str) -> None:
     result = run_cli(app)
     assert result.returncode == 3
     assert result.stderr == f"ERROR:    Error loading ASGI app. {message}\n"
+
+
+def test_status_is_a_command_and_apps_have_a_colon(captured: list[Any], tmp_path: Path) -> None:
+    missing = tmp_path / "none.pid"
+    result = CliRunner().invoke(cli_main.main, ["status", "--pid", str(missing)])
+    assert result.exit_code == 1
+    assert result.output == f"Error: --pid {missing}: no such pid file, or it holds no pid\n"
+    assert not captured
+    result = CliRunner().invoke(cli_main.main, ["status"])
+    assert result.exit_code == 2 and "Missing option '--pid'" in result.output
+    # A module named "status" is an app like any other: module:attribute.
+    result = CliRunner().invoke(cli_main.main, ["status:app", "--workers", "3"])
+    assert result.exit_code == 0, result.output
+    assert captured[0][0] == "status:app" and captured[0][1]["workers"] == 3
+    result = CliRunner().invoke(cli_main.main, ["--help"])
+    assert "tricorn status --pid FILE" in result.output
+
+
+def test_master_settings_reach_run(captured: list[Any], tmp_path: Path) -> None:
+    args = ["main:app", "--bind", "127.0.0.1:0", "--bind", "unix:/tmp/x.sock", "--pid"]
+    args += [str(tmp_path / "a.pid"), "--preload", "--reuse-port", "--name", "shop"]
+    args += ["--limit-max-memory", "512", "--worker-lifetime", "3600"]
+    result = CliRunner().invoke(cli_main.main, args)
+    assert result.exit_code == 0, result.output
+    _, settings = captured[0]
+    assert settings["bind"] == ["127.0.0.1:0", "unix:/tmp/x.sock"]
+    assert settings["pid"] == str(tmp_path / "a.pid")
+    assert settings["preload"] is settings["reuse_port"] is True
+    assert (settings["name"], settings["limit_max_memory"]) == ("shop", 512)
+    assert settings["worker_lifetime"] == 3600.0
+    config = Config("main:app", **{**settings, "log_config": None})
+    assert config.bind == ["127.0.0.1:0", "unix:/tmp/x.sock"] and config.needs_master
 
 
 def test_missing_app_argument() -> None:
@@ -363,3 +398,4 @@ def test_smoke_serves_hello_and_stops_on_sigint(loop: str) -> None:
         process.stderr.close()
     assert err_lines[0].startswith("INFO:     Started server process [")
     assert not any("Traceback" in line for line in err_lines)
+    assert not any("master" in line for line in err_lines)  # one process, like uvicorn

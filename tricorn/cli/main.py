@@ -2,6 +2,11 @@
 
 Every option, its default, help and environment variable come from the settings table;
 this module only adds ``--version``, the ``APP`` argument and one-line error reporting.
+
+Commands: ``tricorn status --pid FILE`` (``tricorn.cli.status``). The rule that keeps
+``tricorn APP`` unambiguous: a first argument that is exactly a command name (``status``)
+runs that command; an APP always has the form ``module:attribute``, so it never is one
+(a module named ``status`` is served as ``tricorn status:app``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 import click
 
+from tricorn.cli.status import build_status_command
 from tricorn.logs import LOGGING_CONFIG
 from tricorn.main import run
 from tricorn.settings import CLI_SETTINGS, ENV_PREFIX, Setting
@@ -74,6 +80,11 @@ class TricornCommand(click.Command):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        command = COMMANDS.get(argv[0]) if argv and self.name == "tricorn" else None
+        if command is not None:
+            name = f"{prog_name or 'tricorn'} {argv[0]}"
+            return command.main(argv[1:], name, complete_var, standalone_mode, **extra)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
@@ -90,7 +101,7 @@ class TricornCommand(click.Command):
 def _serve(app: str, **settings: Any) -> None:
     if settings["log_config"] is None:
         settings["log_config"] = LOGGING_CONFIG
-    for name in ("reload_dirs", "reload_includes", "reload_excludes", "headers"):
+    for name in ("reload_dirs", "reload_includes", "reload_excludes", "headers", "bind"):
         settings[name] = list(settings[name]) or None
     run(app, **settings)
 
@@ -113,7 +124,11 @@ def build_command() -> click.Command:
         cls=TricornCommand,
         context_settings={"help_option_names": ["--help"], "max_content_width": 100},
         help="Serve the ASGI (or WSGI) application APP, given as 'module:attribute'.",
+        epilog="Also: tricorn status --pid FILE (the workers of a running master).",
     )(callback)
 
+
+COMMANDS: dict[str, click.Command] = {"status": build_status_command(TricornCommand)}
+"""Subcommands, chosen by a first argument equal to their name (see the module note)."""
 
 main = build_command()
