@@ -1,7 +1,8 @@
 """Apps for the master's real-process tests (``tests.master.apps:<name>``).
 
 * ``pid``: 200 with the worker's pid; ``?delay=S`` awaits S seconds first, ``?block=S``
-  blocks the event loop for S seconds (a stuck worker).
+  blocks the event loop for S seconds (a stuck worker); ``?imported=1`` answers the pid of
+  the process that imported this module instead (the master's with ``--preload``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
+IMPORTED_IN = os.getpid()
+
 
 async def pid(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
@@ -21,7 +24,7 @@ async def pid(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await asyncio.sleep(float(query["delay"][0]))
     if "block" in query:
         time.sleep(float(query["block"][0]))  # noqa: ASYNC251 (on purpose: a stuck loop)
-    body = str(os.getpid()).encode()
+    body = str(IMPORTED_IN if "imported" in query else os.getpid()).encode()
     await send(
         {
             "type": "http.response.start",

@@ -28,6 +28,8 @@ def fake_config(**settings: Any) -> Any:
         "timeout_graceful_shutdown": 2.0,
         "limit_max_requests": None,
         "limit_max_requests_jitter": 0,
+        "ssl": None,
+        "is_ssl": False,
     }
     defaults.update(settings)
     return SimpleNamespace(**defaults)

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,7 @@ from tests.utils import wait_for
 from tricorn.master.arbiter import BOOT_TIMEOUT, Arbiter, backoff_delay, worker_count
 from tricorn.master.process import WorkerProcess, WorkerState, describe_status, exit_code
 from tricorn.master.signals import SignalQueue
+from tricorn.master.systemd import Notifier, monotonic_usec
 
 
 def started(fake_os: FakeOS, **settings: object) -> FakeArbiter:
@@ -265,8 +269,6 @@ def test_messages_update_the_handle() -> None:
 
 
 def test_loop_in_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
     queue = SignalQueue()
     fake = FakeOS(queue)
     fake.auto_exit = True
@@ -293,3 +295,194 @@ def test_loop_in_thread(monkeypatch: pytest.MonkeyPatch) -> None:
             queue.put(signal.SIGINT)
             queue.put(signal.SIGINT)
             thread.join(timeout=5)
+
+
+# -- systemd notifications, watchdog, status ---------------------------------------------------
+
+
+class Notified:
+    """A fake NOTIFY_SOCKET: a datagram socket the test binds and reads."""
+
+    def __init__(self, path: str) -> None:
+        import socket
+
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.setblocking(False)
+
+    def messages(self) -> list[str]:
+        found = []
+        while True:
+            try:
+                found.append(self.sock.recv(4096).decode())
+            except BlockingIOError:
+                return found
+
+
+@pytest.fixture
+def notified(tmp_path: Path) -> Iterator[tuple[Notified, Notifier]]:
+    path = str(tmp_path / "notify")
+    fake = Notified(path)
+    try:
+        yield fake, Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
+    finally:
+        fake.sock.close()
+
+
+def test_ready_reload_and_stop_are_notified(
+    fake_os: FakeOS, notified: tuple[Notified, Notifier]
+) -> None:
+    fake, notifier = notified
+    arbiter = started(fake_os, workers=2)
+    arbiter.notifier = notifier
+    arbiter.manage_workers()
+    assert fake.messages() == []  # nothing before the workers are ready
+    arbiter.ready_all()
+    arbiter.manage_workers()
+    assert fake.messages() == ["READY=1\nSTATUS=2 workers"]
+    arbiter.handle_hup()
+    (reloading,) = fake.messages()
+    assert reloading.startswith("RELOADING=1\nMONOTONIC_USEC=")
+    assert abs(int(reloading.rsplit("=", 1)[1]) - monotonic_usec()) < 5_000_000
+    arbiter.manage_workers()
+    arbiter.ready_all()
+    arbiter.manage_workers()
+    assert fake.messages() == ["READY=1\nSTATUS=2 workers"]
+    arbiter.handle_term()
+    arbiter.handle_term()
+    assert fake.messages() == ["STOPPING=1"]  # once
+
+
+def test_watchdog_pings_every_half_period(
+    fake_os: FakeOS, notified: tuple[Notified, Notifier]
+) -> None:
+    fake, notifier = notified
+    arbiter = started(fake_os, workers=1)
+    arbiter.notifier = notifier
+    assert notifier.watchdog_interval == 0.5
+    arbiter.feed_watchdog(100.0)
+    arbiter.feed_watchdog(100.4)
+    arbiter.feed_watchdog(100.5)
+    assert fake.messages() == ["WATCHDOG=1", "WATCHDOG=1"]
+    assert arbiter.next_timeout() <= 0.5
+
+
+def test_status_lists_workers(fake_os: FakeOS) -> None:
+    arbiter = started(fake_os, workers=2)
+    arbiter.ready_all()
+    first = min(arbiter.workers)
+    arbiter.workers[first].handle_message("beat 12", time.monotonic())
+    status = arbiter.status()
+    assert status["master"]["state"] == "running" and status["master"]["target"] == 2
+    rows = {row["pid"]: row for row in status["workers"]}
+    assert set(rows) == set(arbiter.workers)
+    assert rows[first]["requests"] == 12 and rows[first]["state"] == "ready"
+    assert set(rows[first]) == {
+        "pid", "state", "generation", "age", "requests", "rss", "heartbeat", "recycling"
+    }  # fmt: skip
+
+
+# -- USR2 and PID 1 ---------------------------------------------------------------------------
+
+
+class UpgradingArbiter(FakeArbiter):
+    """Starting the new master of USR2 is recorded, not forked."""
+
+    def start_master(self) -> int:
+        self.fake_os.live.add(4000)
+        return 4000
+
+
+def test_usr2_moves_the_pid_file_and_hands_over(
+    fake_os: FakeOS, tmp_path: Path, logs: Logs, notified: tuple[Notified, Notifier]
+) -> None:
+    fake, notifier = notified
+    pid_path = tmp_path / "app.pid"
+    arbiter = UpgradingArbiter(fake_config(workers=1, pid=str(pid_path)), fake_os)
+    arbiter.notifier = notifier
+    assert arbiter.pidfile is not None
+    arbiter.pidfile.create(arbiter.pid)
+    arbiter.handle_usr2()
+    assert arbiter.reexec_pid == 4000
+    assert not pid_path.exists()
+    assert (tmp_path / "app.pid.oldbin").read_text() == f"{arbiter.pid}\n"
+    arbiter.handle_usr2()
+    assert "new master [4000] is still starting: ignored" in logs.text
+
+    # The new master failed before taking over: the pid file comes back, we keep serving.
+    fake_os.exit(4000, status_exit(3))
+    arbiter.reap_workers()
+    assert arbiter.reexec_pid is None and not arbiter.handed_over
+    assert "New master [4000] exited (exit code 3) before taking over" in logs.text
+    assert pid_path.read_text() == f"{arbiter.pid}\n"
+
+    # Second try; the new master's SIGTERM makes us hand over: no STOPPING=1 for systemd,
+    # unix socket files left to the new master, our .oldbin removed.
+    arbiter.handle_usr2()
+    arbiter.handle_term()
+    assert arbiter.handed_over and arbiter.stopping == "graceful"
+    assert f"Master [{arbiter.pid}] hands over to new master [4000]" in logs.text
+    assert fake.messages() == []
+    closed: list[bool] = []
+    arbiter.listeners.close = lambda unlink=True: closed.append(unlink)  # type: ignore[method-assign]
+    arbiter.halt()
+    assert closed == [False]
+    assert not (tmp_path / "app.pid.oldbin").exists()
+
+
+def test_new_master_tells_the_old_one_to_go_when_ready(
+    fake_os: FakeOS, monkeypatch: pytest.MonkeyPatch, notified: tuple[Notified, Notifier]
+) -> None:
+    fake, notifier = notified
+    fake_os.live.add(3000)
+    monkeypatch.setattr(os, "getppid", lambda: 3000)
+    arbiter = started(fake_os, workers=2)
+    arbiter.notifier = notifier
+    arbiter.old_master = 3000
+    arbiter.manage_workers()
+    assert fake_os.signals_to(3000) == []
+    arbiter.ready_all()
+    arbiter.manage_workers()
+    assert fake_os.signals_to(3000) == [signal.SIGTERM]
+    assert fake.messages() == [f"MAINPID={arbiter.pid}\nREADY=1\nSTATUS=2 workers"]
+    arbiter.handle_hup()
+    arbiter.manage_workers()
+    arbiter.ready_all()
+    arbiter.manage_workers()
+    assert fake_os.signals_to(3000) == [signal.SIGTERM]  # only once
+
+
+def test_old_master_pid_not_signalled_unless_it_is_our_parent(
+    fake_os: FakeOS, monkeypatch: pytest.MonkeyPatch, logs: Logs
+) -> None:
+    fake_os.live.add(3000)
+    monkeypatch.setattr(os, "getppid", lambda: 1)  # the old master died, pid maybe reused
+    arbiter = started(fake_os, workers=1)
+    arbiter.old_master = 3000
+    arbiter.ready_all()
+    arbiter.manage_workers()
+    assert fake_os.signals_to(3000) == []
+    assert "Old master [3000] is already gone" in logs.text
+
+
+def test_pid_1_reaps_orphans_and_refuses_usr2(
+    fake_os: FakeOS, monkeypatch: pytest.MonkeyPatch, logs: Logs
+) -> None:
+    monkeypatch.setattr(os, "getpid", lambda: 1)
+    arbiter = UpgradingArbiter(fake_config(workers=1), fake_os)
+    assert arbiter.is_init
+    arbiter.num_workers = 1
+    arbiter.manage_workers()
+    arbiter.ready_all()
+    (worker,) = arbiter.workers
+    # Orphans of the container (not our workers) are re-parented to PID 1: reaped, logged.
+    for orphan in (7001, 7002):
+        fake_os.live.add(orphan)
+        fake_os.exit(orphan, status_exit(0))
+    arbiter.reap_workers()
+    assert not fake_os.exited and list(arbiter.workers) == [worker]
+    assert "Reaped process [7001] (exit code 0)" in logs.text
+    assert "Reaped process [7002] (exit code 0)" in logs.text
+    arbiter.handle_usr2()
+    assert arbiter.reexec_pid is None
+    assert "Received SIGUSR2 as PID 1" in logs.text

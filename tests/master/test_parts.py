@@ -6,16 +6,30 @@ import os
 import select
 import signal
 import socket
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.master.fakes import fake_config
+from tests.master.fakes import Logs, fake_config
 from tests.utils import wait_for
+from tricorn.cli.status import format_age, render
+from tricorn.config import Config
+from tricorn.master.control import ControlError, ControlServer, query
 from tricorn.master.pidfile import PidFile, PidFileError, read_pid
+from tricorn.master.reexec import (
+    REEXEC_FDS_ENV,
+    REEXEC_PARENT_ENV,
+    child_environment,
+    command_line,
+    decode_fds,
+    encode_fds,
+    take_parent,
+)
 from tricorn.master.signals import SignalQueue, reopen_log_files, signal_name
 from tricorn.master.sockets import BindError, BindSpec, Listeners, listen_fds, parse_bind
+from tricorn.master.systemd import Notifier
 
 # -- signal queue -------------------------------------------------------------------------
 
@@ -263,3 +277,205 @@ def test_reuse_port_gives_each_worker_its_own_listener() -> None:
                 sock.close()
     finally:
         listeners.close()
+
+
+# -- pid file moves (USR2) ----------------------------------------------------------------------
+
+
+def test_pidfile_move_and_allowed_owner(tmp_path: Path) -> None:
+    path = tmp_path / "app.pid"
+    pidfile = PidFile(str(path))
+    pidfile.create()
+    pidfile.move(str(path) + ".oldbin")
+    assert not path.exists() and read_pid(str(path) + ".oldbin") == os.getpid()
+    # The new master may take a file still naming the old one (our parent, alive).
+    path.write_text(f"{os.getppid()}\n")
+    PidFile(str(path)).create(os.getpid(), allowed_owner=os.getppid())
+    assert read_pid(str(path)) == os.getpid()
+    pidfile.remove()
+    assert not os.path.exists(str(path) + ".oldbin")
+
+
+# -- USR2: what crosses the exec ----------------------------------------------------------------
+
+
+def test_reexec_environment_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert decode_fds(encode_fds([(5, False), (6, True)])) == [(5, False), (6, True)]
+    with pytest.raises(ValueError, match=REEXEC_FDS_ENV):
+        decode_fds("5,x")
+    env = child_environment({"A": "1", "WATCHDOG_PID": "10"}, [(3, True)], parent=10, pid=11)
+    assert env == {
+        "A": "1",
+        "WATCHDOG_PID": "11",
+        REEXEC_FDS_ENV: "3:owned",
+        REEXEC_PARENT_ENV: "10",
+    }
+    assert take_parent(env) == 10 and REEXEC_PARENT_ENV not in env
+    assert take_parent(env) is None
+    monkeypatch.setattr(sys, "orig_argv", ["python3", "-m", "tricorn", "main:app"])
+    assert command_line() == [sys.executable, "-m", "tricorn", "main:app"]
+
+
+def test_listeners_are_inherited_by_a_new_master(tmp_path: Path) -> None:
+    uds = str(tmp_path / "app.sock")
+    old = Listeners()
+    old.open(fake_config(bind=["127.0.0.1:0", f"unix:{uds}"]), environ={})
+    new = Listeners()
+    try:
+        handover = old.handover()
+        assert [owned for _, owned in handover] == [False, True]
+        # In the new master the same fds arrive through exec; here, duplicates of them.
+        dups = [(os.dup(fd), owned) for fd, owned in handover]
+        new.open(fake_config(port=1), environ={REEXEC_FDS_ENV: encode_fds(dups)})
+        assert new.describe() == old.describe()
+        old.close(unlink=False)  # the old master leaves after a hand-over
+        assert os.path.exists(uds)
+        with socket.create_connection(new.sockets[0].getsockname()[:2], timeout=5):
+            pass  # still listening
+    finally:
+        old.close()
+        new.close()
+    assert not os.path.exists(uds)  # owned by the new master, removed on its exit
+
+
+# -- systemd notifications and the control socket -----------------------------------------------
+
+
+def test_notifier_environment() -> None:
+    assert not Notifier({}).enabled and not Notifier({}).notify("READY=1")
+    assert Notifier({"NOTIFY_SOCKET": "@sd"}).address == "\0sd"
+    assert Notifier({"WATCHDOG_USEC": "3000000"}, pid=5).watchdog_interval == 1.5
+    assert (
+        Notifier({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "6"}, pid=5).watchdog_interval is None
+    )
+    assert Notifier({"WATCHDOG_USEC": "x"}).watchdog_interval is None
+    # A socket nobody listens on: logged at debug level, never an error.
+    assert not Notifier({"NOTIFY_SOCKET": "/nonexistent/notify"}).notify("READY=1")
+
+
+def test_notifier_abstract_socket() -> None:
+    name = f"tricorn-test-notify-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        assert Notifier({"NOTIFY_SOCKET": "@" + name}).main_pid(42)
+        assert sock.recv(100) == b"MAINPID=42\nREADY=1"
+
+
+def test_control_socket_answers_status() -> None:
+    pid = os.getpid()  # the master's control socket is named after its pid
+    server = ControlServer(pid)
+    answers: list[dict[str, object]] = []
+    try:
+        client = threading.Thread(target=lambda: answers.append(query(pid)))
+        client.start()
+        wait_for(lambda: select.select([server], [], [], 0)[0], what="a client")
+        server.answer({"master": {"pid": pid}, "workers": []})
+        client.join(timeout=5)
+        assert answers == [{"master": {"pid": pid}, "workers": []}]
+    finally:
+        server.close()
+    with pytest.raises(ControlError, match=f"process {pid} does not answer"):
+        query(pid)
+
+
+def test_control_socket_of_another_pid_namespace_is_refused() -> None:
+    # Same name, other process (as from a container sharing our network namespace).
+    other = 2_000_000_000 + os.getpid() % 100_000_000
+    server = ControlServer(other)
+    try:
+        with pytest.raises(ControlError, match="held by another process"):
+            query(other)
+    finally:
+        server.close()
+
+
+def test_status_table() -> None:
+    status = {
+        "master": {
+            "pid": 10,
+            "name": "main:app",
+            "state": "running",
+            "age": 3725,
+            "target": 2,
+            "generation": 1,
+            "listening": ["127.0.0.1:8000"],
+            "new_master": None,
+        },
+        "workers": [
+            {"pid": 11, "age": 42.5, "state": "ready", "generation": 1, "requests": 1234,
+             "rss": 30 * 1024 * 1024, "heartbeat": 0.25, "recycling": None},
+            {"pid": 123, "age": 0.2, "state": "ready", "generation": 1, "requests": 0,
+             "rss": None, "heartbeat": 0.0, "recycling": "max requests: 9 >= 8"},
+        ],
+    }  # fmt: skip
+    assert render(status).splitlines() == [
+        "master 10 [main:app] running, up 1h02m, 2 workers wanted, generation 1",
+        "listening on 127.0.0.1:8000",
+        "PID  AGE  STATE      GEN  REQUESTS       RSS  HEARTBEAT",
+        " 11  42s  ready        1      1234  30.0 MiB   0.2s ago",
+        "123   0s  recycling    1         0         -   0.0s ago",
+    ]
+    assert [format_age(s) for s in (5, 65, 3600, 90000)] == ["5s", "1m05s", "1h00m", "1d01h"]
+
+
+# -- which configurations run the master -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"workers": 2},
+        {"pid": "/tmp/x.pid"},
+        {"preload": True},
+        {"reuse_port": True},
+        {"limit_max_memory": 100},
+        {"worker_lifetime": 60},
+        {"bind": ["127.0.0.1:0", "unix:/tmp/a.sock"]},
+    ],
+)
+def test_master_triggers(settings: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LISTEN_FDS", raising=False)
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    assert Config("main:app", log_config=None, **settings).needs_master  # type: ignore[arg-type]
+
+
+def test_single_process_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LISTEN_FDS", raising=False)
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    for settings in ({}, {"workers": 1, "bind": "127.0.0.1:0"}, {"name": "x"}):
+        assert not Config("main:app", log_config=None, **settings).needs_master  # type: ignore[arg-type]
+    monkeypatch.setenv("LISTEN_FDS", "1")
+    monkeypatch.setenv("LISTEN_PID", str(os.getpid()))
+    assert Config("main:app", log_config=None).needs_master
+    monkeypatch.setenv("LISTEN_PID", str(os.getpid() + 1))  # not for us
+    assert not Config("main:app", log_config=None).needs_master
+    monkeypatch.setenv(REEXEC_FDS_ENV, "3")
+    assert Config("main:app", log_config=None).needs_master
+
+
+def test_server_hooks(logs: Logs) -> None:
+    from tricorn import Config as TricornConfig
+    from tricorn.worker.server import Server
+
+    events: list[str] = []
+
+    class Quiet(Server):
+        announce = False
+
+        def on_started(self) -> None:
+            events.append("started" if self.started else "too early")
+
+    config = TricornConfig("tests.apps:hello", lifespan="off", log_config=None)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = Quiet(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+    thread.start()
+    try:
+        wait_for(lambda: events, what="on_started")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+        sock.close()
+    assert events == ["started"]
+    assert not any("running on" in message for message in logs.messages)

@@ -14,7 +14,12 @@ set of workers back to the target. All decisions live in ``manage_workers()``:
 * extra current workers (after TTOU) are retired, booting ones first, then the oldest.
 
 Nothing here blocks without a bound: every SIGTERM/SIGABRT comes with a deadline after
-which the master sends SIGKILL, and every child is reaped (no zombies, also as PID 1).
+which the master sends SIGKILL, and every child is reaped (no zombies, also as PID 1, where
+orphans of the whole container are re-parented to us and reaped by the same waitpid).
+
+Around the loop: systemd is told READY/RELOADING/STOPPING/WATCHDOG (``systemd``), the
+control socket answers ``tricorn status`` (``control``), and USR2 starts a new master that
+takes the sockets over (``reexec``, where the hand-over is described).
 """
 
 from __future__ import annotations
@@ -28,12 +33,16 @@ import sys
 import time
 from typing import Any
 
+from tricorn.master.control import ControlServer
 from tricorn.master.pidfile import PidFile, PidFileError
 from tricorn.master.process import WorkerProcess, WorkerState, describe_status, exit_code
+from tricorn.master.reexec import spawn_master, take_parent
 from tricorn.master.signals import SignalQueue, reopen_log_files, signal_name
 from tricorn.master.sockets import BindError, Listeners
+from tricorn.master.systemd import SYSTEMD_VARIABLES, Notifier
 from tricorn.worker.channel import Channel
 from tricorn.worker.child import STARTUP_FAILURE, run_worker, set_process_title
+from tricorn.worker.server import log_running_on
 
 logger = logging.getLogger("tricorn.error")
 
@@ -50,6 +59,7 @@ QUICK_STOP_TIMEOUT = 5.0
 # Longest sleep of the loop: heartbeats, memory and lifetimes are checked this often.
 TICK = 1.0
 MIB = 1024 * 1024
+OLDBIN = ".oldbin"
 
 
 def backoff_delay(failures: int, base: float = 0.1, cap: float = 10.0) -> float:
@@ -108,6 +118,19 @@ class Arbiter:
         self.graceful_timeout = DEFAULT_GRACEFUL_TIMEOUT if graceful is None else float(graceful)
         self.max_memory = getattr(config, "limit_max_memory", None)
         self._next_periodic = 0.0
+        self.started_at = time.time()
+        # PID 1 (a container's init): orphans of the whole container come to us to be
+        # reaped, and our exit ends the container (so USR2 is refused).
+        self.is_init = self.pid == 1
+        self.notifier = Notifier()
+        self._next_watchdog = 0.0
+        self.announced = False  # the first generation was reported ready
+        self.control: ControlServer | None = None
+        # USR2: the new master we started, and whether it took over from us...
+        self.reexec_pid: int | None = None
+        self.handed_over = False
+        # ...or, in a new master, the old one we take over from once our workers are ready.
+        self.old_master: int | None = None
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -127,6 +150,7 @@ class Arbiter:
                 self.handle_signals()
                 self.reap_workers()
                 self.check_workers(time.monotonic())
+                self.feed_watchdog(time.monotonic())
         finally:
             self.halt()
         return self.exit_code
@@ -139,8 +163,9 @@ class Arbiter:
                 import psutil  # noqa: F401
             except ImportError:
                 raise ValueError("--limit-max-memory needs psutil (pip install psutil)") from None
+        self.old_master = take_parent(os.environ)
         if self.pidfile is not None:
-            self.pidfile.create(self.pid)
+            self.pidfile.create(self.pid, allowed_owner=self.old_master)
         self.listeners.open(self.config)
         if getattr(self.config, "preload", False) and not self.config.loaded:
             try:
@@ -152,10 +177,20 @@ class Arbiter:
                 raise ValueError(f"--preload: the app failed to load: {exc!r}") from None
         self.selector.register(self.signals.fileno(), selectors.EVENT_READ, None)
         self.signals.install()
+        try:
+            self.control = ControlServer(self.pid)
+        except OSError as exc:
+            logger.warning("No control socket, tricorn status will not answer: %s", exc)
+        else:
+            self.selector.register(self.control.fileno(), selectors.EVENT_READ, self.control)
         set_process_title(f"tricorn: master [{self.name}]")
         logger.info("Started master process [%d]", self.pid)
-        for where in self.listeners.describe():
-            logger.info("Master listening on %s", where)
+        if self.old_master is not None:
+            logger.info("Taking over from master [%d] once the workers are ready", self.old_master)
+        if self.is_init:
+            logger.info("Running as PID 1: orphaned processes are reaped")
+        for sock in self.listeners.sockets:
+            log_running_on(self.config, sock)
 
     def halt(self) -> None:
         """Leave nothing behind: SIGKILL and reap every worker (bounded), close listeners,
@@ -169,7 +204,11 @@ class Arbiter:
         for worker in self.workers.values():
             logger.error("Worker [%d] could not be reaped", worker.pid)
             worker.close()
-        self.listeners.close()
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        # After a hand-over the unix socket files are the new master's: leave them.
+        self.listeners.close(unlink=not self.handed_over)
         if self.pidfile is not None:
             self.pidfile.remove()
         self.signals.close()
@@ -182,6 +221,7 @@ class Arbiter:
         mode = "quick" if quick else "graceful"
         if self.stopping in (mode, "quick", "now"):
             return
+        self.stopping_started()
         self.stopping = mode
         now = time.monotonic()
         if quick:
@@ -192,10 +232,21 @@ class Arbiter:
             worker.stop(sig, now + bound)
 
     def stop_now(self) -> None:
+        self.stopping_started()
         self.stopping = "now"
         for worker in self.workers.values():
             worker.state = WorkerState.STOPPING
             worker.kill()
+
+    def stopping_started(self) -> None:
+        if self.stopping:
+            return
+        if self.reexec_pid is not None:
+            # Stopped while a new master (USR2) runs: it takes over, we only go away.
+            self.handed_over = True
+            logger.info("Master [%d] hands over to new master [%d]", self.pid, self.reexec_pid)
+        else:
+            self.notifier.stopping()
 
     # -- the loop's steps ------------------------------------------------------------
 
@@ -205,6 +256,8 @@ class Arbiter:
         deadlines.extend(w.kill_at for w in self.workers.values() if w.kill_at and not w.killed)
         if self.stopping is None and self.next_spawn_at > now:
             deadlines.append(self.next_spawn_at)
+        if self.notifier.watchdog_interval is not None:
+            deadlines.append(self._next_watchdog)
         return max(0.0, min(deadlines) - now)
 
     def wait_for_events(self, timeout: float) -> None:
@@ -218,6 +271,9 @@ class Arbiter:
             worker = key.data
             if worker is None:
                 self.signals.drain()
+                continue
+            if isinstance(worker, ControlServer):
+                worker.answer(self.status())
                 continue
             assert isinstance(worker, WorkerProcess)
             lines = worker.read()
@@ -244,6 +300,9 @@ class Arbiter:
                 return
             if pid == 0:
                 return
+            if pid == self.reexec_pid:
+                self.new_master_exited(status)
+                continue
             worker = self.workers.pop(pid, None)
             if worker is None:
                 # Not ours: an orphan re-parented to us (we may be PID 1). Reaped, done.
@@ -339,9 +398,31 @@ class Arbiter:
             for worker in by_preference[:extra]:
                 self.retire_worker(worker, now)
 
+        if not self.announced and not old and ready >= self.num_workers:
+            self.announced = True
+            self.first_generation_ready(ready)
         if self.reloading and not old and ready >= self.num_workers:
             self.reloading = False
             logger.info("Reloaded: %d workers of generation %d ready", ready, self.generation)
+            self.notifier.ready(f"{ready} workers")
+
+    def first_generation_ready(self, ready: int) -> None:
+        """Tell systemd we serve; a master started by USR2 now takes over from the old one."""
+        logger.info("Master [%d] ready with %d workers", self.pid, ready)
+        old, self.old_master = self.old_master, None
+        if old is None:
+            self.notifier.ready(f"{ready} workers")
+            return
+        self.notifier.main_pid(self.pid, f"{ready} workers")
+        # Only our parent: after a long boot the pid could have been reused by now.
+        if os.getppid() != old:
+            logger.warning("Old master [%d] is already gone", old)
+            return
+        logger.info("Telling old master [%d] to stop (SIGTERM)", old)
+        try:
+            os.kill(old, signal.SIGTERM)
+        except ProcessLookupError:
+            logger.warning("Old master [%d] is already gone", old)
 
     def spawn_worker(self) -> WorkerProcess:
         worker = self.start_process()
@@ -376,12 +457,18 @@ class Arbiter:
     def _child_main(self, write_fd: int) -> None:  # pragma: no cover (child process)
         code = 1
         try:
-            # Shed the master's state: its signal handling, its pipes, its pid file.
+            # Shed the master's state: its signal handling, its pipes, its pid file, its
+            # control socket, and systemd's variables (only the master notifies).
             self.signals.reset_in_child()
             self.selector.close()
             for other in self.workers.values():
                 other.close()
             self.pidfile = None
+            if self.control is not None:
+                self.control.sock.close()
+                self.control = None
+            for name in SYSTEMD_VARIABLES:
+                os.environ.pop(name, None)
             channel = Channel(write_fd, self.pid, interval=min(1.0, self.healthcheck / 4))
             try:
                 sockets = self.listeners.for_worker()
@@ -410,6 +497,67 @@ class Arbiter:
             why = "scaled down"
         logger.info("Worker [%d] draining (%s)", worker.pid, why)
         worker.stop(signal.SIGTERM, now + self.graceful_timeout + KILL_MARGIN)
+
+    def new_master_exited(self, status: int) -> None:
+        pid, self.reexec_pid = self.reexec_pid, None
+        how = describe_status(status)
+        if self.handed_over:
+            logger.info("New master [%d] exited (%s)", pid, how)
+            return
+        logger.error(
+            "New master [%d] exited (%s) before taking over; master [%d] keeps serving",
+            pid,
+            how,
+            self.pid,
+        )
+        if self.pidfile is not None and self.pidfile.path.endswith(OLDBIN):
+            try:
+                self.pidfile.move(self.pidfile.path[: -len(OLDBIN)])
+            except PidFileError as exc:
+                logger.error("%s", exc)
+
+    def feed_watchdog(self, now: float) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is not None and now >= self._next_watchdog:
+            self._next_watchdog = now + interval
+            self.notifier.watchdog()
+
+    def status(self) -> dict[str, Any]:
+        """What ``tricorn status`` shows: the master and each worker (JSON-ready)."""
+        now = time.monotonic()
+        if self.stopping:
+            state = "stopping"
+        elif self.reloading:
+            state = "reloading"
+        else:
+            state = "running"
+        workers = []
+        for worker in sorted(self.workers.values(), key=lambda w: w.born):
+            workers.append(
+                {
+                    "pid": worker.pid,
+                    "state": worker.state.value,
+                    "generation": worker.generation,
+                    "age": round(worker.age(now), 3),
+                    "requests": worker.requests,
+                    "rss": worker.read_rss(),
+                    "heartbeat": round(now - worker.last_heartbeat, 3),
+                    "recycling": worker.recycle_reason,
+                }
+            )
+        return {
+            "master": {
+                "pid": self.pid,
+                "name": self.name,
+                "state": state,
+                "age": round(time.time() - self.started_at, 3),
+                "target": self.num_workers,
+                "generation": self.generation,
+                "listening": self.listeners.describe(),
+                "new_master": self.reexec_pid,
+            },
+            "workers": workers,
+        }
 
     def worker_ready(self, worker: WorkerProcess) -> None:
         self.failures = 0
@@ -461,6 +609,7 @@ class Arbiter:
         self.generation += 1
         self.reloading = True
         logger.info("Received SIGHUP, reloading %d workers", self.num_workers)
+        self.notifier.reloading()
 
     def handle_ttin(self) -> None:
         if self.stopping:
@@ -484,4 +633,28 @@ class Arbiter:
             worker.signal(signal.SIGUSR1)
 
     def handle_usr2(self) -> None:
-        logger.warning("Received SIGUSR2: re-executing the master is not supported yet")
+        if self.stopping:
+            return
+        if self.reexec_pid is not None:
+            logger.warning(
+                "Received SIGUSR2, but new master [%d] is still starting: ignored",
+                self.reexec_pid,
+            )
+            return
+        if self.is_init:
+            logger.warning(
+                "Received SIGUSR2 as PID 1: a new master cannot replace the container's "
+                "init; use SIGHUP to reload the workers"
+            )
+            return
+        if self.pidfile is not None:
+            try:
+                self.pidfile.move(self.pidfile.path + OLDBIN)
+            except PidFileError as exc:
+                logger.error("%s", exc)
+        self.reexec_pid = self.start_master()
+        logger.info("Received SIGUSR2, started new master [%d]", self.reexec_pid)
+
+    def start_master(self) -> int:
+        """Fork and exec the new master of USR2 (see ``tricorn.master.reexec``)."""
+        return spawn_master(self.listeners.handover(), self.pid)

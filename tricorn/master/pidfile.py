@@ -39,15 +39,16 @@ class PidFile:
         self.path = os.path.abspath(path)
         self.pid: int | None = None
 
-    def create(self, pid: int | None = None) -> None:
-        """Write ``pid`` (default: ours). Refuse when a live other process owns the file;
-        a stale file (dead pid, garbage) is replaced."""
+    def create(self, pid: int | None = None, allowed_owner: int | None = None) -> None:
+        """Write ``pid`` (default: ours). Refuse when a live other process owns the file,
+        unless it is ``allowed_owner`` (the master we replace on USR2); a stale file (dead
+        pid, garbage) is replaced."""
         pid = os.getpid() if pid is None else pid
         directory = os.path.dirname(self.path)
         if not os.path.isdir(directory):
             raise PidFileError(f"--pid {self.path}: directory {directory} does not exist")
         owner = read_pid(self.path)
-        if owner is not None and owner != pid and pid_alive(owner):
+        if owner is not None and owner not in (pid, allowed_owner) and pid_alive(owner):
             raise PidFileError(
                 f"--pid {self.path}: already owned by running process {owner}; "
                 "is another server running?"
@@ -71,6 +72,16 @@ class PidFile:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise PidFileError(f"--pid {self.path}: {exc.strerror or exc}") from None
+
+    def move(self, path: str) -> None:
+        """Rename our file to ``path`` (USR2: ``PATH.oldbin`` and back) and follow it."""
+        path = os.path.abspath(path)
+        if self.pid is not None and read_pid(self.path) == self.pid:
+            try:
+                os.replace(self.path, path)
+            except OSError as exc:
+                raise PidFileError(f"--pid {self.path}: {exc.strerror or exc}") from None
+        self.path = path
 
     def remove(self) -> None:
         """Delete the file if it still names us (a newer master may have taken it over)."""

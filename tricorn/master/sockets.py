@@ -1,7 +1,9 @@
 """Listening sockets of the master: bound once, before any fork, shared by every worker.
 
-Where they come from, first match wins: systemd socket activation (``LISTEN_FDS`` for our
-pid), else every ``--bind`` plus ``--uds`` and ``--fd`` when given, else ``--host/--port``.
+Where they come from, first match wins: the sockets of the master we replace (USR2,
+``TRICORN_REEXEC_FDS``, see ``tricorn.master.reexec``), systemd socket activation
+(``LISTEN_FDS`` for our pid), else every ``--bind`` plus ``--uds`` and ``--fd`` when given,
+else ``--host/--port``.
 With ``--reuse-port`` the master only reserves each TCP address (bound with SO_REUSEPORT,
 not listening) and every worker opens its own listener on it, so the kernel spreads
 connections evenly instead of waking whichever worker is fastest to accept.
@@ -17,11 +19,20 @@ import stat
 from collections.abc import Mapping
 from typing import Any
 
+from tricorn.master.reexec import REEXEC_FDS_ENV, decode_fds
+
 SD_LISTEN_FDS_START = 3
 
 
 class BindError(ValueError):
-    """A listener cannot be had; the message is the one line to show the user."""
+    """A listener cannot be had; the message is the one line to show the user.
+
+    ``reason`` is the message without the option and value it is about.
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = message if reason is None else reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,28 +55,32 @@ class BindSpec:
 
 def parse_bind(value: str) -> BindSpec:
     """Parse one ``--bind``: ``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH`` or ``fd://N``."""
-    usage = f"--bind {value!r}: expected HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N"
+
+    def error(reason: str) -> BindError:
+        return BindError(f"--bind {value!r}: {reason}", reason)
+
+    usage = "expected HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N"
     if value.startswith("unix:"):
         path = value[len("unix:") :]
         if not path:
-            raise BindError(f"--bind {value!r}: empty unix socket path")
+            raise error("empty unix socket path")
         return BindSpec("unix", path=path)
     if value.startswith("fd://"):
         digits = value[len("fd://") :]
         if not digits.isdigit():
-            raise BindError(f"--bind {value!r}: the fd must be a non-negative integer")
+            raise error("the fd must be a non-negative integer")
         return BindSpec("fd", fd=int(digits))
     if value.startswith("["):
         host, sep, rest = value[1:].partition("]")
         if not sep or not rest.startswith(":") or not host:
-            raise BindError(usage)
+            raise error(usage)
         port_text = rest[1:]
     else:
         host, sep, port_text = value.rpartition(":")
         if not sep or not host or ":" in host:
-            raise BindError(usage)
+            raise error(usage)
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise BindError(f"--bind {value!r}: the port must be an integer from 0 to 65535")
+        raise error("the port must be an integer from 0 to 65535")
     return BindSpec("tcp", host=host, port=int(port_text))
 
 
@@ -113,6 +128,12 @@ class Listeners:
         environ = os.environ if environ is None else environ
         backlog = self.backlog = getattr(config, "backlog", 2048)
         try:
+            inherited = environ.get(REEXEC_FDS_ENV)
+            if inherited is not None:
+                self._inherit(inherited)
+                if environ is os.environ:
+                    os.environ.pop(REEXEC_FDS_ENV, None)
+                return
             fds = listen_fds(environ, os.getpid())
             if fds:
                 for fd in fds:
@@ -127,6 +148,27 @@ class Listeners:
         except BaseException:
             self.close()
             raise
+
+    def _inherit(self, value: str) -> None:
+        try:
+            fds = decode_fds(value)
+        except ValueError as exc:
+            raise BindError(str(exc)) from None
+        for fd, owned in fds:
+            sock = _from_fd(fd, REEXEC_FDS_ENV)
+            self.sockets.append(sock)
+            name = sock.getsockname()
+            if owned and isinstance(name, str) and name:
+                self._owned_paths.append(name)
+
+    def handover(self) -> list[tuple[int, bool]]:
+        """What a new master inherits (USR2): each socket's fd, and whether we created its
+        unix socket file (then the new master removes it on its final exit)."""
+        fds = []
+        for sock in self.sockets:
+            name = sock.getsockname()
+            fds.append((sock.fileno(), isinstance(name, str) and name in self._owned_paths))
+        return fds
 
     def _bind(self, spec: BindSpec, backlog: int) -> socket.socket:
         if spec.kind == "fd":

@@ -32,33 +32,24 @@ from tricorn.worker.server import Server
 logger = logging.getLogger("tricorn.error")
 
 STARTUP_FAILURE = 3
-# How often a draining worker re-tells its connections to finish (see WorkerServer).
 
 
 class WorkerServer(Server):
     """A ``Server`` that reports to the master through ``channel``.
 
-    It tells the master *ready* the moment ``started`` becomes True (lifespan startup done
-    and listening), runs the heartbeat task on its own event loop, and leaves SIGINT to the
-    master.
+    It tells the master *ready* once lifespan startup is done and it listens
+    (``on_started``), runs the heartbeat task on its own event loop, leaves SIGINT to the
+    master and does not log its addresses (the master did, once).
     """
+
+    announce = False
 
     def __init__(self, config: Any, channel: Channel) -> None:
         self.channel = channel
-        self._started = False
         super().__init__(config)
 
-    # Server sets ``started = True`` right after its listeners accept; a property catches
-    # that moment without reaching into Server's internals.
-    @property
-    def started(self) -> bool:
-        return self._started
-
-    @started.setter
-    def started(self, value: bool) -> None:
-        if value and not self._started:
-            self.channel.ready()
-        self._started = value
+    def on_started(self) -> None:
+        self.channel.ready()
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         loop = asyncio.get_running_loop()

@@ -43,6 +43,8 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 # Main loop period: how quickly should_exit is noticed; the state ticks once a second.
 _TICK = 0.1
+# Loop iterations between accept() and connection_made() in asyncio (2), with a margin.
+_ACCEPT_SETTLE = 4
 
 _T = TypeVar("_T")
 
@@ -57,7 +59,13 @@ class Server:
     and ``force_exit = True`` to stop waiting for in-flight requests. ``started`` becomes
     True once the server listens; if it is still False after ``run()`` returned, startup
     failed (already logged) and a command-line caller should exit with status 3.
+
+    Subclasses may override ``on_started()`` (called once, right after ``started`` became
+    True) and set ``announce = False`` to not log "Tricorn running on ..." (a pre-fork
+    master logs its addresses once, not once per worker).
     """
+
+    announce = True
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -123,6 +131,7 @@ class Server:
                 await self.lifespan.shutdown()
                 return
             self.started = True
+            self.on_started()
             await self._main_loop()
             await self._shutdown()
         finally:
@@ -176,34 +185,12 @@ class Server:
             self._log_listening(sock, own=sockets is None)
         return True
 
+    def on_started(self) -> None:
+        """Hook: the server listens and lifespan startup is done. Does nothing here."""
+
     def _log_listening(self, sock: socket.socket, own: bool) -> None:
-        config = self.config
-        scheme = "https" if config.ssl is not None else "http"
-        name = sock.getsockname()
-        # Decide by the address, not sock.family: socket.fromfd() may carry a wrong family.
-        if isinstance(name, (str, bytes)):
-            path = name if isinstance(name, str) else os.fsdecode(name)
-            where = "unix socket %s"
-            args: list[object] = [path or config.uds or "?"]
-        else:
-            # The configured host reads best ("0.0.0.0", "localhost"); the port comes from
-            # the socket so that port 0 shows the port actually picked.
-            from_fd = own and config.fd is not None and config.uds is None
-            host = config.host if own and not from_fd and config.host else name[0]
-            where = "%s://[%s]:%d" if ":" in host else "%s://%s:%d"
-            args = [scheme, host, name[1]]
-        if own and config.fd is not None and config.uds is None:
-            where += " (fd %d)"
-            args.append(config.fd)
-        logger.info(
-            f"Tricorn running on {where} (Press CTRL+C to quit)",
-            *args,
-            extra={
-                "color_message": "Tricorn running on "
-                + click.style(where, bold=True)
-                + " (Press CTRL+C to quit)"
-            },
-        )
+        if self.announce:
+            log_running_on(self.config, sock, own)
 
     async def _main_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -235,6 +222,11 @@ class Server:
         state = self.server_state
         for server in self.servers:
             server.close()
+        # asyncio hands an accepted socket to its protocol a couple of loop iterations
+        # after accept(): let that happen now, or such a connection would be missing from
+        # state.connections, never drained, and reset when the process exits.
+        for _ in range(_ACCEPT_SETTLE):
+            await asyncio.sleep(0)
 
         def drained() -> bool:
             # Re-sent on every check: a connection accepted just before the listeners
@@ -312,6 +304,40 @@ class Server:
             self.force_exit = True
         else:
             self.should_exit = True
+
+
+def log_running_on(config: Config, sock: socket.socket, own: bool = False) -> None:
+    """Log "Tricorn running on <address> (Press CTRL+C to quit)" for one listener.
+
+    ``own``: the socket was bound from ``config`` by this server (then the configured host
+    is shown, and the fd for ``--fd``); otherwise the socket's own address is shown.
+    """
+    scheme = "https" if config.ssl is not None or config.is_ssl else "http"
+    name = sock.getsockname()
+    # Decide by the address, not sock.family: socket.fromfd() may carry a wrong family.
+    if isinstance(name, (str, bytes)):
+        path = name if isinstance(name, str) else os.fsdecode(name)
+        where = "unix socket %s"
+        args: list[object] = [path or config.uds or "?"]
+    else:
+        # The configured host reads best ("0.0.0.0", "localhost"); the port comes from
+        # the socket so that port 0 shows the port actually picked.
+        from_fd = own and config.fd is not None and config.uds is None
+        host = config.host if own and not from_fd and config.host else name[0]
+        where = "%s://[%s]:%d" if ":" in host else "%s://%s:%d"
+        args = [scheme, host, name[1]]
+    if own and config.fd is not None and config.uds is None:
+        where += " (fd %d)"
+        args.append(config.fd)
+    logger.info(
+        f"Tricorn running on {where} (Press CTRL+C to quit)",
+        *args,
+        extra={
+            "color_message": "Tricorn running on "
+            + click.style(where, bold=True)
+            + " (Press CTRL+C to quit)"
+        },
+    )
 
 
 def _run_in_new_loop(
