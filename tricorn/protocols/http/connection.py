@@ -129,8 +129,13 @@ class HTTPConnection(BaseConnection):
         # Set when a request switches this connection to WebSocket: the backend then hands
         # every byte after that request to ``upgrade_to`` instead of parsing it.
         self.upgrade_to: asyncio.Protocol | None = None
+        self.new_parser()
 
     # -- the backend's part -------------------------------------------------------------
+
+    def new_parser(self) -> None:
+        """Start a fresh parser (at connection start, and where the backend needs one)."""
+        raise NotImplementedError
 
     def parse(self, data: bytes) -> None:
         """Feed bytes to the parser; raise HTTPProtocolError for a broken request."""

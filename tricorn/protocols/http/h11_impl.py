@@ -7,17 +7,10 @@ bytes after one request (pipelining) are handed to the next.
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING, Any
-
 import h11
 
 from tricorn.protocols.http.connection import HTTPConnection
 from tricorn.protocols.http.errors import HTTPProtocolError
-
-if TYPE_CHECKING:
-    from tricorn.config import Config
-    from tricorn.worker.state import ServerState
 
 
 class H11Protocol(HTTPConnection):
@@ -25,19 +18,9 @@ class H11Protocol(HTTPConnection):
 
     __slots__ = ("conn",)
 
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self.conn = self._new_parser()
-
-    def _new_parser(self) -> h11.Connection:
+    def new_parser(self) -> None:
         # A little above our own head limit, so the shared check (414 vs 431) answers first.
-        return h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head + 4096)
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head + 4096)
 
     def parse(self, data: bytes) -> None:
         conn = self.conn
@@ -65,7 +48,8 @@ class H11Protocol(HTTPConnection):
                     self.forward_upgrade(trailing)
                     return
                 self.request_complete()
-                conn = self.conn = self._new_parser()
+                self.new_parser()
+                conn = self.conn
                 if trailing:
                     conn.receive_data(trailing)
                 if closed:

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
 
 import httptools
 
 from tricorn.protocols.http.connection import MAX_HEADERS, MAX_TARGET, HTTPConnection
 from tricorn.protocols.http.errors import HTTPProtocolError
-
-if TYPE_CHECKING:
-    from tricorn.config import Config
-    from tricorn.worker.state import ServerState
 
 logger = logging.getLogger("tricorn.error")
 
@@ -23,14 +17,7 @@ class HTTPToolsProtocol(HTTPConnection):
 
     __slots__ = ("parser", "url", "headers")
 
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+    def new_parser(self) -> None:
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -51,7 +38,7 @@ class HTTPToolsProtocol(HTTPConnection):
                 self.forward_upgrade(data[offset:])
                 return
             # We answer it as plain HTTP, so what follows is the next request.
-            self.parser = httptools.HttpRequestParser(self)
+            self.new_parser()
             if offset < len(data):
                 self.parse(data[offset:])
         except httptools.HttpParserError as exc:
