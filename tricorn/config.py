@@ -19,7 +19,6 @@ import logging.config
 import os
 import socket
 import ssl
-import stat
 import sys
 from collections.abc import Awaitable, Callable
 from configparser import RawConfigParser
@@ -28,6 +27,7 @@ from typing import IO, Any, Literal
 from tricorn.importer import ImportFromStringError, import_from_string
 from tricorn.logs import LOG_LEVELS, LOGGING_CONFIG, TRACE_LOG_LEVEL
 from tricorn.settings import BY_NAME, ConfigError
+from tricorn.tls import default_context, server_context
 
 __all__ = ["Config", "ConfigError", "LOGGING_CONFIG", "STARTUP_FAILURE", "SSL_PROTOCOL_VERSION"]
 
@@ -388,7 +388,7 @@ class Config:
             None if self.ws == "none" else self._backend_class(self.ws, "--ws", WS_PROTOCOLS)
         )
         self.lifespan_class = self._import_setting(LIFESPAN[self.lifespan], "--lifespan")
-        self.ssl = self._ssl_context()
+        self.ssl = server_context(self)
         self.encoded_headers = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in self.headers
@@ -471,51 +471,11 @@ class Config:
             app = ProxyHeadersMiddleware(app, trusted_hosts=self.forwarded_allow_ips)
         return app
 
-    # -- TLS ---------------------------------------------------------------------------
-
-    def _ssl_context(self) -> ssl.SSLContext | None:
-        if self.ssl_context_factory is not None:
-            context = self.ssl_context_factory(self, self.default_ssl_context)
-            if not isinstance(context, ssl.SSLContext):
-                raise ConfigError(
-                    "ssl_context_factory must return an ssl.SSLContext, "
-                    f"got {type(context).__name__}."
-                )
-            return context
-        if self.is_ssl:
-            return self.default_ssl_context()
-        return None
+    # -- TLS (tricorn.tls) ----------------------------------------------------------------
 
     def default_ssl_context(self) -> ssl.SSLContext:
         """The TLS context built from the ``ssl_*`` settings (needs ``ssl_certfile``)."""
-        if not self.ssl_certfile:
-            raise ConfigError("TLS needs --ssl-certfile (ssl_certfile).")
-        try:
-            context = ssl.SSLContext(self.ssl_version)
-        except (ValueError, OSError) as exc:
-            raise ConfigError(f"--ssl-version {self.ssl_version}: {exc}") from None
-        password = self.ssl_keyfile_password
-        try:
-            context.load_cert_chain(
-                self.ssl_certfile, self.ssl_keyfile, (lambda: password) if password else None
-            )
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            raise ConfigError(
-                f"--ssl-certfile {self.ssl_certfile} / --ssl-keyfile {self.ssl_keyfile}: "
-                f"cannot load the certificate and key: {exc}"
-            ) from None
-        context.verify_mode = ssl.VerifyMode(self.ssl_cert_reqs)
-        if self.ssl_ca_certs:
-            try:
-                context.load_verify_locations(self.ssl_ca_certs)
-            except (ssl.SSLError, OSError) as exc:
-                raise ConfigError(f"--ssl-ca-certs {self.ssl_ca_certs}: {exc}") from None
-        if self.ssl_ciphers:
-            try:
-                context.set_ciphers(self.ssl_ciphers)
-            except ssl.SSLError as exc:
-                raise ConfigError(f"--ssl-ciphers {self.ssl_ciphers}: {exc}") from None
-        return context
+        return default_context(self)
 
     # -- event loop and sockets --------------------------------------------------------------
 
@@ -546,74 +506,9 @@ class Config:
 
         Raises ``ConfigError`` (exit_code 3) with one line when it cannot be had.
         """
-        if self.uds is not None:
-            sock = self._bind_uds(self.uds)
-        elif self.fd is not None:
-            sock = self._socket_from_fd(self.fd)
-        else:
-            sock = self._bind_tcp(self.host, self.port)
-        sock.set_inheritable(True)
-        return sock
+        from tricorn.master.sockets import bind_server_socket
 
-    def _bind_tcp(self, host: str, port: int) -> socket.socket:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-        except (OSError, OverflowError) as exc:
-            sock.close()
-            shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
-            raise ConfigError(
-                f"{_errno(exc)}could not bind on {shown} (--host/--port): {_reason(exc)}",
-                STARTUP_FAILURE,
-            ) from None
-        return sock
-
-    def _bind_uds(self, path: str) -> socket.socket:
-        try:
-            mode = os.stat(path).st_mode
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise ConfigError(
-                f"{_errno(exc)}--uds {path}: {_reason(exc)}", STARTUP_FAILURE
-            ) from None
-        else:
-            if not stat.S_ISSOCK(mode):
-                raise ConfigError(
-                    f"--uds {path}: the path exists and is not a socket.", STARTUP_FAILURE
-                )
-            if _socket_in_use(path):
-                raise ConfigError(
-                    f"--uds {path}: another server is listening on it.", STARTUP_FAILURE
-                )
-            os.remove(path)  # stale socket file left by a server that died
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(path)
-            os.chmod(path, 0o666)
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(
-                f"{_errno(exc)}could not bind on unix socket {path} (--uds): {_reason(exc)}",
-                STARTUP_FAILURE,
-            ) from None
-        return sock
-
-    def _socket_from_fd(self, fd: int) -> socket.socket:
-        try:
-            # dup() so closing our socket object leaves the inherited descriptor alone, and
-            # socket(fileno=) so the family is read from the descriptor, not guessed.
-            sock = socket.socket(fileno=os.dup(fd))
-        except OSError as exc:
-            raise ConfigError(
-                f"{_errno(exc)}--fd {fd}: not an open socket: {_reason(exc)}", STARTUP_FAILURE
-            ) from None
-        if sock.type != socket.SOCK_STREAM:
-            sock.close()
-            raise ConfigError(f"--fd {fd}: not a stream socket.", STARTUP_FAILURE)
-        return sock
+        return bind_server_socket(self)
 
 
 def _as_list(value: list[str] | tuple[str, ...] | str | None) -> list[str]:
@@ -641,27 +536,6 @@ def _installed(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
-
-
-def _errno(exc: BaseException) -> str:
-    number = getattr(exc, "errno", None)
-    return f"[Errno {number}] " if number else ""
-
-
-def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    return text[:1].lower() + text[1:]
-
-
-def _socket_in_use(path: str) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
 
 
 def _is_coroutine_callable(obj: Any) -> bool:

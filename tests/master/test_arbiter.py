@@ -14,8 +14,15 @@ import pytest
 
 from tests.master.fakes import FakeArbiter, FakeOS, Logs, fake_config, status_exit
 from tests.utils import wait_for
-from tricorn.master.arbiter import BOOT_TIMEOUT, Arbiter, backoff_delay, worker_count
-from tricorn.master.process import WorkerProcess, WorkerState, describe_status, exit_code
+from tricorn.master.arbiter import Arbiter
+from tricorn.master.process import (
+    BOOT_TIMEOUT,
+    WorkerProcess,
+    WorkerState,
+    describe_status,
+    exit_code,
+)
+from tricorn.master.rollout import backoff_delay, worker_count
 from tricorn.master.signals import SignalQueue
 from tricorn.master.systemd import Notifier, monotonic_usec
 

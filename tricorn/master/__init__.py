@@ -1,8 +1,10 @@
 """The pre-fork master: ``Arbiter(config).run()`` binds the listeners, forks the workers
 and supervises them (signals, health checks, rolling restarts, recycling).
 
-Modules: ``arbiter`` (the supervisor loop), ``process`` (the master's handle on one
-worker), ``signals`` (the signal queue), ``sockets`` (listeners), ``pidfile``.
+Modules: ``arbiter`` (the supervisor loop), ``rollout`` (which workers to start and
+retire), ``process`` (the master's handle on one worker and its checks), ``signals`` (the
+signal queue), ``sockets`` (listeners), ``reexec`` (USR2), ``control`` (``tricorn
+status``), ``systemd``, ``pidfile``.
 """
 
 from __future__ import annotations

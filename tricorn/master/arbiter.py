@@ -4,52 +4,46 @@ Theory of operation: one thread, one loop. The loop waits (selector, bounded tim
 the signal queue's wake-up pipe and every worker's pipe, then, in this order: handles the
 queued signals, reaps dead children, checks heartbeats and recycling limits, SIGKILLs
 workers that overstayed their stop deadline, and finally ``manage_workers()`` brings the
-set of workers back to the target. All decisions live in ``manage_workers()``:
-
-* a worker is *current* when it runs the current generation (HUP bumps it) and is not
-  marked for recycling; every other live worker is *old*;
-* missing current workers are spawned (after the crash back-off, if any);
-* an old worker is retired (SIGTERM: it drains) only once enough current workers are
-  ready to keep ``num_workers`` serving; so HUP and recycling never dip capacity;
-* extra current workers (after TTOU) are retired, booting ones first, then the oldest.
+set of workers back to the target: which workers to start and which to retire is decided
+by ``rollout.plan()`` (where the rules are), so HUP and recycling never dip capacity.
 
 Nothing here blocks without a bound: every SIGTERM/SIGABRT comes with a deadline after
 which the master sends SIGKILL, and every child is reaped (no zombies, also as PID 1, where
 orphans of the whole container are re-parented to us and reaped by the same waitpid).
 
-Around the loop: systemd is told READY/RELOADING/STOPPING/WATCHDOG (``systemd``), the
-control socket answers ``tricorn status`` (``control``), and USR2 starts a new master that
-takes the sockets over (``reexec``, where the hand-over is described).
+Around the loop, each in its own module: the per-worker checks (heartbeat, boot and stop
+deadlines, recycling limits) are made by the worker's handle (``process``); systemd is
+told READY/RELOADING/STOPPING/WATCHDOG (``systemd``); the control socket answers
+``tricorn status`` (``control``); and USR2 starts a new master that takes the sockets over
+(``reexec``, where the hand-over is described). What a forked worker runs is in
+``tricorn.worker.child``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import selectors
 import signal
-import sys
 import time
 from typing import Any
 
-from tricorn.master.control import ControlServer
+from tricorn.config import STARTUP_FAILURE
+from tricorn.master import rollout
+from tricorn.master.control import ControlServer, master_status
 from tricorn.master.pidfile import PidFile, PidFileError
 from tricorn.master.process import WorkerProcess, WorkerState, describe_status, exit_code
-from tricorn.master.reexec import spawn_master, take_parent
+from tricorn.master.reexec import HandOver, spawn_master
+from tricorn.master.rollout import backoff_delay, worker_count
 from tricorn.master.signals import SignalQueue, reopen_log_files, signal_name
 from tricorn.master.sockets import BindError, Listeners
-from tricorn.master.systemd import SYSTEMD_VARIABLES, Notifier
+from tricorn.master.systemd import Notifier
 from tricorn.worker.channel import Channel
-from tricorn.worker.child import STARTUP_FAILURE, run_worker, set_process_title
+from tricorn.worker.child import fork_worker, serve_forked, set_process_title
 from tricorn.worker.server import log_running_on
 
 logger = logging.getLogger("tricorn.error")
 
-# A worker must say *ready* within this long after its fork (the app import included).
-BOOT_TIMEOUT = 60.0
-# SIGABRT lets a stuck worker log where it was stuck; SIGKILL follows after this long.
-ABORT_GRACE = 1.0
 # Master-side margin over --timeout-graceful-shutdown before SIGKILL (the worker also
 # runs lifespan shutdown after the drain).
 KILL_MARGIN = 1.0
@@ -58,33 +52,6 @@ DEFAULT_GRACEFUL_TIMEOUT = 30.0
 QUICK_STOP_TIMEOUT = 5.0
 # Longest sleep of the loop: heartbeats, memory and lifetimes are checked this often.
 TICK = 1.0
-MIB = 1024 * 1024
-OLDBIN = ".oldbin"
-
-
-def backoff_delay(failures: int, base: float = 0.1, cap: float = 10.0) -> float:
-    """Seconds to wait before respawning after ``failures`` crashes in a row.
-
-    The first crash is replaced at once (a kill -9 must not cost capacity), then the wait
-    doubles from ``base`` up to ``cap``; a worker reaching *ready* resets the count.
-    """
-    if failures <= 1:
-        return 0.0
-    return float(min(cap, base * 2 ** (failures - 2)))
-
-
-def worker_count(config: Any) -> int:
-    """--workers, else $WEB_CONCURRENCY, else 1."""
-    value = getattr(config, "workers", None)
-    if value is None:
-        value = os.environ.get("WEB_CONCURRENCY", "1")
-    try:
-        count = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"--workers {value!r}: expected a whole number") from None
-    if count < 1:
-        raise ValueError(f"--workers {count}: at least 1 worker is needed")
-    return count
 
 
 class Arbiter:
@@ -123,14 +90,29 @@ class Arbiter:
         # reaped, and our exit ends the container (so USR2 is refused).
         self.is_init = self.pid == 1
         self.notifier = Notifier()
-        self._next_watchdog = 0.0
         self.announced = False  # the first generation was reported ready
         self.control: ControlServer | None = None
-        # USR2: the new master we started, and whether it took over from us...
-        self.reexec_pid: int | None = None
-        self.handed_over = False
-        # ...or, in a new master, the old one we take over from once our workers are ready.
-        self.old_master: int | None = None
+        self.handover = HandOver(self.pid, self.pidfile)  # USR2, in either role
+
+    # The hand-over's state, as the loop and the tests see it.
+
+    @property
+    def reexec_pid(self) -> int | None:
+        """The new master USR2 started, until it exits."""
+        return self.handover.new_master
+
+    @property
+    def handed_over(self) -> bool:
+        return self.handover.handed_over
+
+    @property
+    def old_master(self) -> int | None:
+        """In a master started by USR2: the one we replace, until our workers are ready."""
+        return self.handover.old_master
+
+    @old_master.setter
+    def old_master(self, pid: int | None) -> None:
+        self.handover.old_master = pid
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -163,7 +145,7 @@ class Arbiter:
                 import psutil  # noqa: F401
             except ImportError:
                 raise ValueError("--limit-max-memory needs psutil (pip install psutil)") from None
-        self.old_master = take_parent(os.environ)
+        self.handover.take_parent(os.environ)
         if self.pidfile is not None:
             self.pidfile.create(self.pid, allowed_owner=self.old_master)
         self.listeners.open(self.config)
@@ -239,13 +221,8 @@ class Arbiter:
             worker.kill()
 
     def stopping_started(self) -> None:
-        if self.stopping:
-            return
-        if self.reexec_pid is not None:
-            # Stopped while a new master (USR2) runs: it takes over, we only go away.
-            self.handed_over = True
-            logger.info("Master [%d] hands over to new master [%d]", self.pid, self.reexec_pid)
-        else:
+        # Stopped while a new master (USR2) runs: it takes over, we only go away.
+        if not self.stopping and not self.handover.hand_over():
             self.notifier.stopping()
 
     # -- the loop's steps ------------------------------------------------------------
@@ -257,7 +234,7 @@ class Arbiter:
         if self.stopping is None and self.next_spawn_at > now:
             deadlines.append(self.next_spawn_at)
         if self.notifier.watchdog_interval is not None:
-            deadlines.append(self._next_watchdog)
+            deadlines.append(self.notifier.next_watchdog)
         return max(0.0, min(deadlines) - now)
 
     def wait_for_events(self, timeout: float) -> None:
@@ -301,7 +278,7 @@ class Arbiter:
             if pid == 0:
                 return
             if pid == self.reexec_pid:
-                self.new_master_exited(status)
+                self.handover.new_master_exited(status)
                 continue
             worker = self.workers.pop(pid, None)
             if worker is None:
@@ -316,26 +293,7 @@ class Arbiter:
     def check_workers(self, now: float) -> None:
         """Heartbeats, boot deadline, recycling limits, and SIGKILL past a stop deadline."""
         for worker in list(self.workers.values()):
-            if worker.state is WorkerState.STOPPING:
-                if worker.kill_at is not None and now >= worker.kill_at and not worker.killed:
-                    logger.warning("Worker [%d] did not stop in time, sending SIGKILL", worker.pid)
-                    worker.kill()
-            elif worker.state is WorkerState.READY:
-                silent = now - worker.last_heartbeat
-                if silent > self.healthcheck:
-                    logger.error(
-                        "Worker [%d] timed out: no heartbeat for %.1f s, sending SIGABRT",
-                        worker.pid,
-                        silent,
-                    )
-                    worker.stop(signal.SIGABRT, now + ABORT_GRACE)
-            elif now - worker.born > BOOT_TIMEOUT:
-                logger.error(
-                    "Worker [%d] timed out: not ready %.0f s after start, sending SIGABRT",
-                    worker.pid,
-                    BOOT_TIMEOUT,
-                )
-                worker.stop(signal.SIGABRT, now + ABORT_GRACE)
+            worker.check_health(now, self.healthcheck)
         if self.stopping is None and now >= self._next_periodic:
             self._next_periodic = now + TICK
             self.check_recycling(now)
@@ -343,98 +301,52 @@ class Arbiter:
     def check_recycling(self, now: float) -> None:
         """Mark a worker for replacement once it reached a limit (requests, memory, age)."""
         for worker in self.workers.values():
-            if worker.state is WorkerState.STOPPING:
-                continue
-            rss = worker.read_rss()
-            if worker.state is not WorkerState.READY or worker.recycle_reason is not None:
-                continue
-            reason = None
-            if worker.max_requests is not None and worker.requests >= worker.max_requests:
-                reason = f"max requests: {worker.requests} >= {worker.max_requests}"
-            elif self.max_memory is not None and rss is not None and rss > self.max_memory * MIB:
-                reason = f"max memory: {rss / MIB:.0f} MiB > {self.max_memory} MiB"
-            elif worker.lifetime is not None and worker.age(now) >= worker.lifetime:
-                reason = f"lifetime: {worker.age(now):.0f} s >= {worker.lifetime:.0f} s"
-            if reason is not None:
-                worker.recycle_reason = reason
-                logger.info("Worker [%d] recycled (%s)", worker.pid, reason)
+            worker.check_limits(now, self.max_memory)
+
+    def feed_watchdog(self, now: float) -> None:
+        self.notifier.feed_watchdog(now)
+
+    def status(self) -> dict[str, Any]:
+        """What ``tricorn status`` shows (see ``control.master_status``)."""
+        return master_status(self)
 
     # -- keeping the right set of workers ---------------------------------------------
 
-    def is_current(self, worker: WorkerProcess) -> bool:
-        return (
-            worker.state is not WorkerState.STOPPING
-            and worker.generation == self.generation
-            and worker.recycle_reason is None
-        )
-
     def manage_workers(self) -> None:
-        """Spawn what is missing, retire what is old or extra (see the module note)."""
+        """Start what is missing, retire what is old or extra (``rollout.plan``)."""
         now = time.monotonic()
-        live = [w for w in self.workers.values() if w.state is not WorkerState.STOPPING]
-        current = [w for w in live if self.is_current(w)]
-        old = sorted((w for w in live if not self.is_current(w)), key=lambda w: w.born)
-
-        missing = self.num_workers - len(current)
-        if missing > 0 and now >= self.next_spawn_at:
-            for _ in range(missing):
-                current.append(self.spawn_worker())
-
-        ready = sum(1 for w in current if w.state is WorkerState.READY)
-        # An old worker that is not serving yet goes at once; a serving one only when
-        # enough new ones are ready to take its place (oldest first).
-        serving_old = [w for w in old if w.state is WorkerState.READY]
-        for worker in old:
-            if worker.state is WorkerState.BOOTING:
-                self.retire_worker(worker, now)
-        while serving_old and ready + len(serving_old) > self.num_workers:
-            self.retire_worker(serving_old.pop(0), now)
-        old = serving_old
-
-        extra = len(current) - self.num_workers
-        if extra > 0:
-            # Booting ones first (nothing to drain), then the oldest.
-            by_preference = sorted(current, key=lambda w: (w.state is WorkerState.READY, w.born))
-            for worker in by_preference[:extra]:
-                self.retire_worker(worker, now)
-
-        if not self.announced and not old and ready >= self.num_workers:
+        may_spawn = now >= self.next_spawn_at
+        plan = rollout.plan(self.workers.values(), self.generation, self.num_workers, may_spawn)
+        for _ in range(plan.spawn):
+            self.spawn_worker()
+        for worker in plan.retire:
+            self.retire_worker(worker, now)
+        if plan.settled and not self.announced:
             self.announced = True
-            self.first_generation_ready(ready)
-        if self.reloading and not old and ready >= self.num_workers:
+            self.first_generation_ready(plan.ready)
+        if plan.settled and self.reloading:
             self.reloading = False
-            logger.info("Reloaded: %d workers of generation %d ready", ready, self.generation)
-            self.notifier.ready(f"{ready} workers")
+            logger.info("Reloaded: %d workers of generation %d ready", plan.ready, self.generation)
+            self.notifier.ready(f"{plan.ready} workers")
 
     def first_generation_ready(self, ready: int) -> None:
         """Tell systemd we serve; a master started by USR2 now takes over from the old one."""
         logger.info("Master [%d] ready with %d workers", self.pid, ready)
-        old, self.old_master = self.old_master, None
-        if old is None:
+        if self.old_master is None:
             self.notifier.ready(f"{ready} workers")
-            return
-        self.notifier.main_pid(self.pid, f"{ready} workers")
-        # Only our parent: after a long boot the pid could have been reused by now.
-        if os.getppid() != old:
-            logger.warning("Old master [%d] is already gone", old)
-            return
-        logger.info("Telling old master [%d] to stop (SIGTERM)", old)
-        try:
-            os.kill(old, signal.SIGTERM)
-        except ProcessLookupError:
-            logger.warning("Old master [%d] is already gone", old)
+        else:
+            self.notifier.main_pid(self.pid, f"{ready} workers")
+            self.handover.retire_old_master()
 
     def spawn_worker(self) -> WorkerProcess:
         worker = self.start_process()
         worker.generation = self.generation
-        limit = getattr(self.config, "limit_max_requests", None)
-        if limit is not None:
-            jitter = getattr(self.config, "limit_max_requests_jitter", 0) or 0
-            worker.max_requests = limit + random.randint(0, jitter)
-        lifetime = getattr(self.config, "worker_lifetime", None)
-        if lifetime is not None:
-            # Up to 10% later, so workers started together do not all go together.
-            worker.lifetime = lifetime * random.uniform(1.0, 1.1)
+        config = self.config
+        worker.draw_limits(
+            getattr(config, "limit_max_requests", None),
+            getattr(config, "limit_max_requests_jitter", 0) or 0,
+            getattr(config, "worker_lifetime", None),
+        )
         self.workers[worker.pid] = worker
         if worker.fd >= 0:
             self.selector.register(worker.fd, selectors.EVENT_READ, worker)
@@ -442,50 +354,22 @@ class Arbiter:
         return worker
 
     def start_process(self) -> WorkerProcess:
-        """Fork one worker; in the child this never returns."""
-        read_fd, write_fd = os.pipe()
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover (runs in the child; real-process tests cover it)
-            os.close(read_fd)
-            self._child_main(write_fd)
-        os.close(write_fd)
-        os.set_blocking(read_fd, False)
-        return WorkerProcess(pid, read_fd, self.generation)
+        """Fork one worker running ``worker_main``; in the child this never returns."""
+        return fork_worker(self.generation, self.worker_main)
 
-    def _child_main(self, write_fd: int) -> None:  # pragma: no cover (child process)
-        code = 1
-        try:
-            # Shed the master's state: its signal handling, its pipes, its pid file, its
-            # control socket, and systemd's variables (only the master notifies).
-            self.signals.reset_in_child()
-            self.selector.close()
-            for other in self.workers.values():
-                other.close()
-            self.pidfile = None
-            if self.control is not None:
-                self.control.sock.close()
-                self.control = None
-            for name in SYSTEMD_VARIABLES:
-                os.environ.pop(name, None)
-            channel = Channel(write_fd, self.pid, interval=min(1.0, self.healthcheck / 4))
-            try:
-                sockets = self.listeners.for_worker()
-            except BindError as exc:
-                logger.error("%s", exc)
-                code = STARTUP_FAILURE
-            else:
-                code = run_worker(self.config, sockets, channel, self.name)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            logger.exception("Worker [%d] crashed", os.getpid())
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                stream.flush()
-            logging.shutdown()
-            os._exit(code)
+    def worker_main(self, write_fd: int) -> int:
+        """In a forked worker: shed the master's signal handling, pipes, pid file and
+        control socket, then serve; the exit code."""
+        self.signals.reset_in_child()
+        self.selector.close()
+        for other in self.workers.values():
+            other.close()
+        self.pidfile = None
+        if self.control is not None:
+            self.control.sock.close()
+            self.control = None
+        channel = Channel(write_fd, self.pid, interval=min(1.0, self.healthcheck / 4))
+        return serve_forked(self.config, self.listeners, channel, self.name)
 
     def retire_worker(self, worker: WorkerProcess, now: float) -> None:
         """Drain ``worker`` gracefully (SIGTERM), SIGKILL after the shutdown bound."""
@@ -497,67 +381,6 @@ class Arbiter:
             why = "scaled down"
         logger.info("Worker [%d] draining (%s)", worker.pid, why)
         worker.stop(signal.SIGTERM, now + self.graceful_timeout + KILL_MARGIN)
-
-    def new_master_exited(self, status: int) -> None:
-        pid, self.reexec_pid = self.reexec_pid, None
-        how = describe_status(status)
-        if self.handed_over:
-            logger.info("New master [%d] exited (%s)", pid, how)
-            return
-        logger.error(
-            "New master [%d] exited (%s) before taking over; master [%d] keeps serving",
-            pid,
-            how,
-            self.pid,
-        )
-        if self.pidfile is not None and self.pidfile.path.endswith(OLDBIN):
-            try:
-                self.pidfile.move(self.pidfile.path[: -len(OLDBIN)])
-            except PidFileError as exc:
-                logger.error("%s", exc)
-
-    def feed_watchdog(self, now: float) -> None:
-        interval = self.notifier.watchdog_interval
-        if interval is not None and now >= self._next_watchdog:
-            self._next_watchdog = now + interval
-            self.notifier.watchdog()
-
-    def status(self) -> dict[str, Any]:
-        """What ``tricorn status`` shows: the master and each worker (JSON-ready)."""
-        now = time.monotonic()
-        if self.stopping:
-            state = "stopping"
-        elif self.reloading:
-            state = "reloading"
-        else:
-            state = "running"
-        workers = []
-        for worker in sorted(self.workers.values(), key=lambda w: w.born):
-            workers.append(
-                {
-                    "pid": worker.pid,
-                    "state": worker.state.value,
-                    "generation": worker.generation,
-                    "age": round(worker.age(now), 3),
-                    "requests": worker.requests,
-                    "rss": worker.read_rss(),
-                    "heartbeat": round(now - worker.last_heartbeat, 3),
-                    "recycling": worker.recycle_reason,
-                }
-            )
-        return {
-            "master": {
-                "pid": self.pid,
-                "name": self.name,
-                "state": state,
-                "age": round(time.time() - self.started_at, 3),
-                "target": self.num_workers,
-                "generation": self.generation,
-                "listening": self.listeners.describe(),
-                "new_master": self.reexec_pid,
-            },
-            "workers": workers,
-        }
 
     def worker_ready(self, worker: WorkerProcess) -> None:
         self.failures = 0
@@ -584,19 +407,18 @@ class Arbiter:
     # -- signal handlers (called from the loop, never from the signal handler) ---------
 
     def handle_int(self) -> None:
-        if self.stopping:
-            logger.info("Received SIGINT again, stopping now")
-            self.stop_now()
-        else:
-            logger.info("Received SIGINT, stopping gracefully")
-            self.stop()
+        self.stop_on_request("SIGINT")
 
     def handle_term(self) -> None:
+        self.stop_on_request("SIGTERM")
+
+    def stop_on_request(self, name: str) -> None:
+        """INT or TERM: drain; the same again while stopping: stop now."""
         if self.stopping:
-            logger.info("Received SIGTERM again, stopping now")
+            logger.info("Received %s again, stopping now", name)
             self.stop_now()
         else:
-            logger.info("Received SIGTERM, stopping gracefully")
+            logger.info("Received %s, stopping gracefully", name)
             self.stop()
 
     def handle_quit(self) -> None:
@@ -633,27 +455,8 @@ class Arbiter:
             worker.signal(signal.SIGUSR1)
 
     def handle_usr2(self) -> None:
-        if self.stopping:
-            return
-        if self.reexec_pid is not None:
-            logger.warning(
-                "Received SIGUSR2, but new master [%d] is still starting: ignored",
-                self.reexec_pid,
-            )
-            return
-        if self.is_init:
-            logger.warning(
-                "Received SIGUSR2 as PID 1: a new master cannot replace the container's "
-                "init; use SIGHUP to reload the workers"
-            )
-            return
-        if self.pidfile is not None:
-            try:
-                self.pidfile.move(self.pidfile.path + OLDBIN)
-            except PidFileError as exc:
-                logger.error("%s", exc)
-        self.reexec_pid = self.start_master()
-        logger.info("Received SIGUSR2, started new master [%d]", self.reexec_pid)
+        if not self.stopping and self.handover.may_start_new_master(self.is_init):
+            self.handover.started(self.start_master())
 
     def start_master(self) -> int:
         """Fork and exec the new master of USR2 (see ``tricorn.master.reexec``)."""

@@ -7,18 +7,31 @@ message (a single write below PIPE_BUF, so lines never interleave):
     ready\n            lifespan startup finished and the listeners accept
     beat <requests>\n  heartbeat from a task on the worker's event loop, with its
                        request count
+
+The handle also makes the decisions that concern one worker alone: whether it is overdue
+(no heartbeat, not ready in time, not stopped by its deadline) and whether it reached a
+recycling limit. Which workers to start or retire is the arbiter's business.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 import os
+import random
 import signal
 import time
 
+logger = logging.getLogger("tricorn.error")
+
 # Longest line a worker may send; anything longer is garbage and dropped.
 _MAX_LINE = 256
+# A worker must say *ready* within this long after its fork (the app import included).
+BOOT_TIMEOUT = 60.0
+# SIGABRT lets a stuck worker log where it was stuck; SIGKILL follows after this long.
+ABORT_GRACE = 1.0
+MIB = 1024 * 1024
 
 
 class WorkerState(enum.Enum):
@@ -111,6 +124,59 @@ class WorkerProcess:
     def kill(self) -> None:
         self.killed = True
         self.signal(signal.SIGKILL)
+
+    # -- health and recycling ------------------------------------------------------------
+
+    def check_health(self, now: float, healthcheck: float) -> None:
+        """SIGKILL past the stop deadline; SIGABRT when silent for ``healthcheck`` seconds
+        or not ready ``BOOT_TIMEOUT`` seconds after the fork."""
+        if self.state is WorkerState.STOPPING:
+            if self.kill_at is not None and now >= self.kill_at and not self.killed:
+                logger.warning("Worker [%d] did not stop in time, sending SIGKILL", self.pid)
+                self.kill()
+        elif self.state is WorkerState.READY:
+            silent = now - self.last_heartbeat
+            if silent > healthcheck:
+                logger.error(
+                    "Worker [%d] timed out: no heartbeat for %.1f s, sending SIGABRT",
+                    self.pid,
+                    silent,
+                )
+                self.stop(signal.SIGABRT, now + ABORT_GRACE)
+        elif now - self.born > BOOT_TIMEOUT:
+            logger.error(
+                "Worker [%d] timed out: not ready %.0f s after start, sending SIGABRT",
+                self.pid,
+                BOOT_TIMEOUT,
+            )
+            self.stop(signal.SIGABRT, now + ABORT_GRACE)
+
+    def draw_limits(self, max_requests: int | None, jitter: int, lifetime: float | None) -> None:
+        """Set this worker's recycling thresholds, each with its own random share of jitter,
+        so that workers started together do not all go together."""
+        if max_requests is not None:
+            self.max_requests = max_requests + random.randint(0, jitter)
+        if lifetime is not None:
+            self.lifetime = lifetime * random.uniform(1.0, 1.1)  # up to 10% later
+
+    def check_limits(self, now: float, max_memory: int | None) -> None:
+        """Mark the worker for replacement once it reached a limit (requests, memory in
+        MiB, age); the arbiter starts its successor, then retires it."""
+        if self.state is WorkerState.STOPPING:
+            return
+        rss = self.read_rss()
+        if self.state is not WorkerState.READY or self.recycle_reason is not None:
+            return
+        reason = None
+        if self.max_requests is not None and self.requests >= self.max_requests:
+            reason = f"max requests: {self.requests} >= {self.max_requests}"
+        elif max_memory is not None and rss is not None and rss > max_memory * MIB:
+            reason = f"max memory: {rss / MIB:.0f} MiB > {max_memory} MiB"
+        elif self.lifetime is not None and self.age(now) >= self.lifetime:
+            reason = f"lifetime: {self.age(now):.0f} s >= {self.lifetime:.0f} s"
+        if reason is not None:
+            self.recycle_reason = reason
+            logger.info("Worker [%d] recycled (%s)", self.pid, reason)
 
     def read_rss(self) -> int | None:
         """Resident memory in bytes (psutil), None when unavailable."""

@@ -17,19 +17,116 @@ Design note, the hand-over step by step:
 If the new master exits before step 3 (it cannot import the new code, say), the old master
 moves its pid file back and keeps serving. A master running as PID 1 refuses USR2: its
 exit would end the container; use HUP there.
+
+``HandOver`` keeps the master's side of these steps (which master it started, or which
+one it replaces); the functions below it start the new master and pass it the sockets.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Mapping, MutableMapping, Sequence
+
+from tricorn.master.pidfile import PidFile, PidFileError
+from tricorn.master.process import describe_status
 
 logger = logging.getLogger("tricorn.error")
 
 REEXEC_FDS_ENV = "TRICORN_REEXEC_FDS"
 REEXEC_PARENT_ENV = "TRICORN_REEXEC_PARENT"
+OLDBIN = ".oldbin"
+
+
+class HandOver:
+    """The master's part in a USR2 hand-over, in either role.
+
+    In the old master: ``new_master`` is the master we started (until it exits), and
+    ``handed_over`` is set when we stop while it runs (it takes over, we only go away).
+    In the new master: ``old_master`` is the master we replace, until our first workers
+    are ready and ``retire_old_master()`` tells it to go.
+    """
+
+    def __init__(self, pid: int, pidfile: PidFile | None) -> None:
+        self.pid = pid
+        self.pidfile = pidfile
+        self.new_master: int | None = None
+        self.handed_over = False
+        self.old_master: int | None = None
+
+    def take_parent(self, environ: MutableMapping[str, str]) -> None:
+        """Remember the old master that started us with USR2, if one did."""
+        self.old_master = take_parent(environ)
+
+    def may_start_new_master(self, is_init: bool) -> bool:
+        """Whether USR2 may start a new master now; if so, the pid file is moved aside."""
+        if self.new_master is not None:
+            logger.warning(
+                "Received SIGUSR2, but new master [%d] is still starting: ignored",
+                self.new_master,
+            )
+            return False
+        if is_init:
+            logger.warning(
+                "Received SIGUSR2 as PID 1: a new master cannot replace the container's "
+                "init; use SIGHUP to reload the workers"
+            )
+            return False
+        if self.pidfile is not None:
+            try:
+                self.pidfile.move(self.pidfile.path + OLDBIN)
+            except PidFileError as exc:
+                logger.error("%s", exc)
+        return True
+
+    def started(self, pid: int) -> None:
+        self.new_master = pid
+        logger.info("Received SIGUSR2, started new master [%d]", pid)
+
+    def hand_over(self) -> bool:
+        """We stop: True when a new master runs and takes over (systemd must not hear
+        STOPPING from us, and the unix socket files are now its own)."""
+        if self.new_master is None:
+            return False
+        self.handed_over = True
+        logger.info("Master [%d] hands over to new master [%d]", self.pid, self.new_master)
+        return True
+
+    def new_master_exited(self, status: int) -> None:
+        """Reaped the new master: done if it took over, else we keep serving."""
+        pid, self.new_master = self.new_master, None
+        how = describe_status(status)
+        if self.handed_over:
+            logger.info("New master [%d] exited (%s)", pid, how)
+            return
+        logger.error(
+            "New master [%d] exited (%s) before taking over; master [%d] keeps serving",
+            pid,
+            how,
+            self.pid,
+        )
+        if self.pidfile is not None and self.pidfile.path.endswith(OLDBIN):
+            try:
+                self.pidfile.move(self.pidfile.path[: -len(OLDBIN)])
+            except PidFileError as exc:
+                logger.error("%s", exc)
+
+    def retire_old_master(self) -> None:
+        """Our workers are ready: SIGTERM the old master (once), if it is still our parent."""
+        old, self.old_master = self.old_master, None
+        if old is None:
+            return
+        # Only our parent: after a long boot the pid could have been reused by now.
+        if os.getppid() != old:
+            logger.warning("Old master [%d] is already gone", old)
+            return
+        logger.info("Telling old master [%d] to stop (SIGTERM)", old)
+        try:
+            os.kill(old, signal.SIGTERM)
+        except ProcessLookupError:
+            logger.warning("Old master [%d] is already gone", old)
 
 
 def command_line() -> list[str]:

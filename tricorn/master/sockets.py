@@ -7,6 +7,10 @@ else ``--host/--port``.
 With ``--reuse-port`` the master only reserves each TCP address (bound with SO_REUSEPORT,
 not listening) and every worker opens its own listener on it, so the kernel spreads
 connections evenly instead of waking whichever worker is fastest to accept.
+
+The binding itself (``bind_tcp``, ``bind_unix``, ``socket_from_fd``) is written once, here,
+for the master and for the single-process server (``bind_server_socket``, which is
+``Config.bind_socket()``); each words its own one-line errors from the ``BindError``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import stat
 from collections.abc import Mapping
 from typing import Any
 
+from tricorn.config import STARTUP_FAILURE
 from tricorn.master.reexec import REEXEC_FDS_ENV, decode_fds
+from tricorn.settings import ConfigError
 
 SD_LISTEN_FDS_START = 3
 
@@ -27,12 +33,16 @@ SD_LISTEN_FDS_START = 3
 class BindError(ValueError):
     """A listener cannot be had; the message is the one line to show the user.
 
-    ``reason`` is the message without the option and value it is about.
+    ``reason`` is the message without the option and value it is about; ``error`` the
+    system error behind it, if any.
     """
 
-    def __init__(self, message: str, reason: str | None = None) -> None:
+    def __init__(
+        self, message: str, reason: str | None = None, error: BaseException | None = None
+    ) -> None:
         super().__init__(message)
         self.reason = message if reason is None else reason
+        self.error = error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +60,7 @@ class BindSpec:
             return f"unix:{self.path}"
         if self.kind == "fd":
             return f"fd://{self.fd}"
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return tcp_address(self.host, self.port)
 
 
 def parse_bind(value: str) -> BindSpec:
@@ -137,7 +147,7 @@ class Listeners:
             fds = listen_fds(environ, os.getpid())
             if fds:
                 for fd in fds:
-                    self.sockets.append(_from_fd(fd, "LISTEN_FDS"))
+                    self.sockets.append(socket_from_fd(fd, "LISTEN_FDS"))
                 # Consumed: neither workers nor a re-executed master may take them again.
                 if environ is os.environ:
                     for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
@@ -155,7 +165,7 @@ class Listeners:
         except ValueError as exc:
             raise BindError(str(exc)) from None
         for fd, owned in fds:
-            sock = _from_fd(fd, REEXEC_FDS_ENV)
+            sock = socket_from_fd(fd, REEXEC_FDS_ENV)
             self.sockets.append(sock)
             name = sock.getsockname()
             if owned and isinstance(name, str) and name:
@@ -172,16 +182,15 @@ class Listeners:
 
     def _bind(self, spec: BindSpec, backlog: int) -> socket.socket:
         if spec.kind == "fd":
-            return _from_fd(spec.fd, "--fd")
+            return socket_from_fd(spec.fd, "--fd")
         if spec.kind == "unix":
-            sock = _bind_unix(spec.path, backlog)
+            sock = _listen(bind_unix(spec.path), backlog, str(spec))
             self._owned_paths.append(spec.path)
             return sock
+        sock = bind_tcp(spec.host, spec.port, reuse_port=self.reuse_port)
         # With --reuse-port the master only reserves the address: a listener nobody accepts
         # on would still get its share of the connections.
-        return _bind_tcp(
-            spec.host, spec.port, backlog, reuse_port=self.reuse_port, listen=not self.reuse_port
-        )
+        return sock if self.reuse_port else _listen(sock, backlog, str(spec))
 
     def for_worker(self) -> list[socket.socket]:
         """The sockets one worker serves on: the shared ones, or with ``--reuse-port`` a
@@ -192,7 +201,8 @@ class Listeners:
         for sock in self.sockets:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 host, port = sock.getsockname()[:2]
-                own.append(_bind_tcp(host, port, self.backlog, reuse_port=True, listen=True))
+                sock = bind_tcp(host, port, reuse_port=True)
+                own.append(_listen(sock, self.backlog, tcp_address(host, port)))
             else:
                 own.append(sock)
         return own
@@ -216,15 +226,21 @@ def describe_socket(sock: socket.socket) -> str:
     name = sock.getsockname()
     if isinstance(name, (str, bytes)):
         return f"unix:{os.fsdecode(name)}"
-    host, port = name[:2]
+    return tcp_address(*name[:2])
+
+
+def tcp_address(host: str, port: int) -> str:
+    """``host:port``, or ``[host]:port`` for IPv6."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _bind_tcp(
-    host: str, port: int, backlog: int, *, reuse_port: bool, listen: bool
-) -> socket.socket:
+# -- binding, for the master and the single-process server -------------------------------
+
+
+def bind_tcp(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to ``host:port`` with SO_REUSEADDR (and SO_REUSEPORT when asked),
+    not listening yet."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -233,56 +249,124 @@ def _bind_tcp(
                 raise BindError("--reuse-port is not supported on this platform")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        if listen:
-            sock.listen(backlog)
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:
         sock.close()
-        raise BindError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+        where = tcp_address(host, port)
+        raise BindError(f"cannot listen on {where}: {_strerror(exc)}", error=exc) from None
     except BaseException:
         sock.close()
         raise
     return sock
 
 
-def _bind_unix(path: str, backlog: int) -> socket.socket:
+def bind_unix(path: str) -> socket.socket:
+    """A unix socket bound to ``path`` (mode 0666), not listening yet. A stale socket file
+    (nobody answers on it) is replaced; any other existing file is refused."""
     _remove_stale_unix_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
         os.chmod(path, 0o666)
-        sock.listen(backlog)
     except OSError as exc:
         sock.close()
-        raise BindError(f"cannot listen on unix:{path}: {exc.strerror or exc}") from None
+        raise BindError(f"cannot listen on unix:{path}: {_strerror(exc)}", error=exc) from None
     return sock
 
 
 def _remove_stale_unix_socket(path: str) -> None:
+    def refuse(reason: str, error: OSError | None = None) -> BindError:
+        return BindError(f"cannot listen on unix:{path}: {reason}", reason, error)
+
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise BindError(f"cannot listen on unix:{path}: {exc.strerror or exc}") from None
+        raise refuse(_strerror(exc), exc) from None
     if not stat.S_ISSOCK(mode):
-        raise BindError(f"cannot listen on unix:{path}: the file exists and is not a socket")
+        raise refuse("the file exists and is not a socket")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(path)
     except OSError:
         os.unlink(path)  # nobody answers: left over from a server that died
     else:
-        raise BindError(f"cannot listen on unix:{path}: another server is listening there")
+        raise refuse("another server is listening there")
     finally:
         probe.close()
 
 
-def _from_fd(fd: int, option: str) -> socket.socket:
+def socket_from_fd(fd: int, option: str, *, dup: bool = False) -> socket.socket:
+    """The stream socket open on ``fd`` (its family read from it), named by ``option`` in
+    errors. With ``dup`` the socket works on a duplicate and ``fd`` stays open when it is
+    closed; without, it owns ``fd``."""
     try:
-        sock = socket.socket(fileno=fd)
+        sock = socket.socket(fileno=os.dup(fd) if dup else fd)
     except OSError as exc:
-        raise BindError(f"{option} {fd} is not a socket ({exc.strerror or exc})") from None
+        reason = f"is not a socket ({_strerror(exc)})"
+        raise BindError(f"{option} {fd} {reason}", reason, exc) from None
     if sock.type != socket.SOCK_STREAM:
-        sock.detach()
-        raise BindError(f"{option} {fd} is not a stream socket")
+        if dup:
+            sock.close()
+        else:
+            sock.detach()
+        raise BindError(f"{option} {fd} is not a stream socket", "not a stream socket")
     return sock
+
+
+def _listen(sock: socket.socket, backlog: int, where: str) -> socket.socket:
+    try:
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot listen on {where}: {_strerror(exc)}", error=exc) from None
+    return sock
+
+
+def bind_server_socket(config: Any) -> socket.socket:
+    """The single-process server's socket (``Config.bind_socket()``): --uds, --fd or
+    --host/--port, bound, not listening yet, inheritable. ``ConfigError`` (exit code 3)
+    with one line naming the option when it cannot be had."""
+    try:
+        if config.uds is not None:
+            sock = bind_unix(config.uds)
+        elif config.fd is not None:
+            sock = socket_from_fd(config.fd, "--fd", dup=True)
+        else:
+            sock = bind_tcp(config.host, config.port)
+    except BindError as exc:
+        raise ConfigError(_server_message(config, exc), STARTUP_FAILURE) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _server_message(config: Any, exc: BindError) -> str:
+    # uvicorn's wording: "[Errno 98] could not bind on 127.0.0.1:8000 (--host/--port): ..."
+    error = exc.error
+    if config.uds is not None:
+        if error is None:
+            return f"--uds {config.uds}: {exc.reason}."
+        where = f"unix socket {config.uds} (--uds)"
+    elif config.fd is not None:
+        if error is None:
+            return f"--fd {config.fd}: {exc.reason}."
+        return f"{_errno(error)}--fd {config.fd}: not an open socket: {_reason(error)}"
+    else:
+        where = f"{tcp_address(config.host, config.port)} (--host/--port)"
+    if error is None:
+        return str(exc)
+    return f"{_errno(error)}could not bind on {where}: {_reason(error)}"
+
+
+def _strerror(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _errno(exc: BaseException) -> str:
+    number = getattr(exc, "errno", None)
+    return f"[Errno {number}] " if number else ""
+
+
+def _reason(exc: BaseException) -> str:
+    text = _strerror(exc)
+    return text[:1].lower() + text[1:]

@@ -41,6 +41,14 @@ class Notifier:
         if usec.isdigit() and int(usec) > 0 and (owner is None or owner == str(pid)):
             # Half the period, as sd_watchdog_enabled(3) advises.
             self.watchdog_interval = int(usec) / 2e6
+        self.next_watchdog = 0.0  # monotonic time of the next WATCHDOG=1
+
+    def feed_watchdog(self, now: float) -> None:
+        """Send WATCHDOG=1 when it is due (call it at least every ``watchdog_interval``)."""
+        interval = self.watchdog_interval
+        if interval is not None and now >= self.next_watchdog:
+            self.next_watchdog = now + interval
+            self.watchdog()
 
     @property
     def enabled(self) -> bool:

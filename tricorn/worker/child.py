@@ -1,9 +1,11 @@
 """What a forked worker runs: title, signals, the app import, then a ``Server``.
 
-The master forks and calls ``run_worker()`` in the child, which returns the exit code
-(the master's fork code passes it to ``os._exit``). Exit codes are a contract: 3 means the
-worker could not start (import error, lifespan startup failure, no listener) and makes the
-master stop instead of respawning forever.
+The master forks with ``fork_worker()``; the child sheds the master's state, then
+``serve_forked()`` calls ``run_worker()``, and ``run_forked()`` ends the process with its
+exit code through ``exit_now()`` (``os._exit``: a forked
+child must never run the master's atexit hooks or return into its loop). Exit codes are
+a contract: 3 means the worker could not start (import error, lifespan startup failure, no
+listener) and makes the master stop instead of respawning forever.
 
 Signals in a worker: SIGTERM drains (the server's graceful shutdown), SIGQUIT stops at
 once, SIGUSR1 reopens log files, SIGABRT (sent by the master when the heartbeat stopped)
@@ -22,16 +24,19 @@ import signal
 import socket
 import sys
 import traceback
+from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
+from tricorn.config import STARTUP_FAILURE
+from tricorn.master.process import WorkerProcess
 from tricorn.master.signals import reopen_log_files
+from tricorn.master.sockets import BindError, Listeners
+from tricorn.master.systemd import SYSTEMD_VARIABLES
 from tricorn.worker.channel import Channel
 from tricorn.worker.server import Server
 
 logger = logging.getLogger("tricorn.error")
-
-STARTUP_FAILURE = 3
 
 
 class WorkerServer(Server):
@@ -83,8 +88,59 @@ def _abort(sig: int, frame: FrameType | None) -> None:
     logger.error(
         "Worker [%d] aborted: no heartbeat (event loop blocked?)\n%s", os.getpid(), stack.rstrip()
     )
+    exit_now(1)
+
+
+def fork_worker(generation: int, child_main: Callable[[int], int]) -> WorkerProcess:
+    """Fork a worker that runs ``child_main(write_fd)`` and exits with what it returns
+    (in the child this never returns); the master's handle on it, reading the pipe."""
+    read_fd, write_fd = os.pipe()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        run_forked(lambda: child_main(write_fd))
+    os.close(write_fd)
+    os.set_blocking(read_fd, False)
+    return WorkerProcess(pid, read_fd, generation)
+
+
+def serve_forked(config: Any, listeners: Listeners, channel: Channel, name: str) -> int:
+    """In a forked worker that shed the master's state: serve on the master's listeners
+    (or with --reuse-port its own); the exit code."""
+    for variable in SYSTEMD_VARIABLES:  # only the master speaks to systemd
+        os.environ.pop(variable, None)
+    try:
+        sockets = listeners.for_worker()
+    except BindError as exc:
+        logger.error("%s", exc)
+        return STARTUP_FAILURE
+    return run_worker(config, sockets, channel, name)
+
+
+def run_forked(main: Callable[[], int]) -> NoReturn:
+    """Run ``main`` in a freshly forked child and end the process with its exit code.
+
+    Whatever ``main`` raises is logged and ends the child too: a forked worker must never
+    return into the master's code.
+    """
+    code = 1
+    try:
+        code = main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        logger.exception("Worker [%d] crashed", os.getpid())
+    finally:
+        logging.shutdown()
+        exit_now(code)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Flush the logs and leave the process with ``code`` (``os._exit``, no atexit hooks)."""
     _flush()
-    os._exit(1)
+    os._exit(code)
 
 
 def _flush() -> None:

@@ -160,21 +160,13 @@ class LifespanOn:
     async def _send(self, message: Message) -> None:
         kind = message.get("type")
         if kind in ("lifespan.startup.complete", "lifespan.startup.failed"):
-            if not self._startup_sent or self._startup_answered:
-                self._fail(
-                    f"ASGI lifespan: unexpected {kind!r}: startup was "
-                    + ("already answered" if self._startup_answered else "not requested yet")
-                )
+            self._check_order(kind, "startup", self._startup_sent, self._startup_answered)
             self._startup_answered = True
             if kind == "lifespan.startup.failed":
                 self._startup_failed = True
                 self._log_failure(message)
         elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-            if not self._shutdown_sent or self._shutdown_answered:
-                self._fail(
-                    f"ASGI lifespan: unexpected {kind!r}: shutdown was "
-                    + ("already answered" if self._shutdown_answered else "not requested yet")
-                )
+            self._check_order(kind, "shutdown", self._shutdown_sent, self._shutdown_answered)
             self._shutdown_answered = True
             if kind == "lifespan.shutdown.failed":
                 self._shutdown_failed = True
@@ -186,6 +178,14 @@ class LifespanOn:
                 "'lifespan.shutdown.complete', 'lifespan.shutdown.failed'"
             )
         self._answered.set()
+
+    def _check_order(self, kind: str, phase: str, sent: bool, answered: bool) -> None:
+        # An answer to a request not sent yet, or a second answer, is a protocol error.
+        if not sent or answered:
+            self._fail(
+                f"ASGI lifespan: unexpected {kind!r}: {phase} was "
+                + ("already answered" if answered else "not requested yet")
+            )
 
     def _fail(self, text: str) -> NoReturn:
         # Raised into the app; remembered so the mode cannot turn it into "unsupported".
