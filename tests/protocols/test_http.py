@@ -1093,3 +1093,60 @@ async def test_access_log_off(http_backend: str) -> None:
         assert len(records) == 1
     finally:
         access.removeHandler(handler)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"Content-Length: 5\r\n\r\nhello",
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ],
+)
+async def test_upgrade_served_as_http_keeps_its_body_even_byte_by_byte(
+    http_backend: str, body: bytes
+) -> None:
+    # An upgrade we do not perform (h2c) is a plain request, body included, and the bytes
+    # after it are the next request, however the bytes are split.
+    received: list[bytes] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        body = b""
+        more_body = True
+        while more_body:
+            message = await receive()
+            body += message["body"]
+            more_body = message["more_body"]
+        received.append(body)
+        await plain_app()(scope, receive, send)
+
+    request = (
+        b"POST /h2 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n" + body
+    )
+    conn = Conn(http_backend, app, ws="none")
+    whole = await conn.exchange(request + GET)
+    conn_pieces = Conn(http_backend, app, ws="none")
+    pieces = await conn_pieces.bytewise(request + GET)
+    assert received == [b"hello", b"", b"hello", b""]
+    assert whole == pieces == response(b"200 OK", b"content-length: 13\r\n", b"Hello, world!") * 2
+
+
+async def test_receive_works_after_a_cancelled_receive(http_backend: str) -> None:
+    # Starlette's is_disconnected() cancels a pending receive(); the next one must still work.
+    received: list[Message] = []
+    timed_out: list[bool] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await asyncio.wait_for(receive(), 0.01)  # no body yet: cancelled while waiting
+        except asyncio.TimeoutError:
+            timed_out.append(True)
+        received.append(await receive())
+        await plain_app()(scope, receive, send)
+
+    conn = Conn(http_backend, app)
+    conn.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")
+    await until(lambda: timed_out)
+    conn.feed(b"abc")
+    await conn.settle()
+    assert received == [{"type": "http.request", "body": b"abc", "more_body": False}]

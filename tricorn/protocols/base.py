@@ -136,6 +136,6 @@ class BaseConnection(asyncio.Protocol):
         """Wait until the transport's write buffer is below its high-water mark."""
         if self.writing_paused and not self.transport.is_closing():
             waiter = self.drain_waiter
-            if waiter is None:
+            if waiter is None or waiter.done():  # done: a cancelled earlier wait
                 waiter = self.drain_waiter = self.loop.create_future()
             await waiter

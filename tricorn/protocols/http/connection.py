@@ -266,16 +266,33 @@ class HTTPConnection(BaseConnection):
                 raise HTTPProtocolError(501, "unsupported transfer coding")
         if hosts != 1 and (hosts or http_version == "1.1"):
             raise HTTPProtocolError(400, "a request needs exactly one Host header")
-        if upgrade is not None and b"websocket" in upgrade:
-            if self.ws_available and self.cycle is None and method == b"GET":
+        if (
+            upgrade is not None
+            and b"websocket" in upgrade
+            and http_version == "1.1"
+            # Upgrade means nothing unless Connection names it (RFC 9110 7.8).
+            and any(n == b"connection" and b"upgrade" in v.lower() for n, v in headers)
+        ):
+            # Other upgrades (h2c) are not ours: served as plain HTTP, silently.
+            limit = self.limit_concurrency
+            state = self.server_state
+            if limit is not None and (len(state.connections) > limit or len(state.tasks) >= limit):
+                pass  # over --limit-concurrency: start_cycle answers 503 instead of upgrading
+            elif self.ws_available and self.cycle is None and method == b"GET":
                 self.switch_to_websocket(method, target, http_version, headers)
                 return
-            if not self.ws_available:
-                logger.warning(
-                    "Unsupported upgrade request: WebSocket support is not available "
-                    "(--ws none, or install 'tricorn[standard]' or wsproto); "
-                    "serving it as plain HTTP."
-                )
+            elif not self.ws_available:
+                config = self.config
+                if config.interface == "wsgi":
+                    why = "WebSockets are not available for WSGI apps"
+                elif config.ws == "none":
+                    why = "WebSockets are off (--ws none); use --ws auto, websockets or wsproto"
+                else:
+                    why = (
+                        "no WebSocket library is installed; "
+                        "pip install 'tricorn[standard]' (websockets) or pip install wsproto"
+                    )
+                logger.warning("Unsupported upgrade request: %s. Serving it as plain HTTP.", why)
 
         raw_path, _, query = target.partition(b"?")
         if raw_path[:1] != b"/":

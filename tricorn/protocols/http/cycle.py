@@ -141,7 +141,7 @@ class RequestResponseCycle:
 
     async def _wait(self) -> None:
         waiter = self.waiter
-        if waiter is None:
+        if waiter is None or waiter.done():  # done: a receive() cancelled while waiting
             waiter = self.waiter = self.conn.loop.create_future()
         await waiter
 

@@ -15,12 +15,13 @@ logger = logging.getLogger("tricorn.error")
 class HTTPToolsProtocol(HTTPConnection):
     """HTTP/1.1 over httptools. Only translates parser callbacks; see ``connection``."""
 
-    __slots__ = ("parser", "url", "headers")
+    __slots__ = ("parser", "url", "headers", "priming")
 
     def new_parser(self) -> None:
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.priming = False
 
     def parse(self, data: bytes) -> None:
         try:
@@ -37,8 +38,22 @@ class HTTPToolsProtocol(HTTPConnection):
             if self.upgrade_to is not None:
                 self.forward_upgrade(data[offset:])
                 return
-            # We answer it as plain HTTP, so what follows is the next request.
+            # We answer it as plain HTTP. llhttp took the body, if any, for the new protocol:
+            # a fresh parser primed with the same framing (its head hidden from us) reads it.
+            framing = b"".join(
+                b"%s: %s\r\n" % (name, value)
+                for name, value in self.headers
+                if name == b"content-length" or name == b"transfer-encoding"
+            )
             self.new_parser()
+            if framing:
+                self.priming = True
+                try:
+                    self.parser.feed_data(b"PUT / HTTP/1.1\r\n" + framing + b"\r\n")
+                finally:
+                    self.priming = False
+            else:
+                self.request_complete()
             if offset < len(data):
                 self.parse(data[offset:])
         except httptools.HttpParserError as exc:
@@ -50,21 +65,29 @@ class HTTPToolsProtocol(HTTPConnection):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        if self.priming:
+            return
         self.url = b""
         self.headers = []
 
     def on_url(self, url: bytes) -> None:
+        if self.priming:
+            return
         self.url += url
         if len(self.url) > MAX_TARGET:
             raise HTTPProtocolError(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.priming:
+            return
         headers = self.headers
         headers.append((name.lower(), value))
         if len(headers) > MAX_HEADERS:
             raise HTTPProtocolError(431, "too many header fields")
 
     def on_headers_complete(self) -> None:
+        if self.priming:
+            return
         parser = self.parser
         self.request_head(parser.get_method(), self.url, parser.get_http_version(), self.headers)
 
@@ -72,4 +95,6 @@ class HTTPToolsProtocol(HTTPConnection):
         self.request_body(body)
 
     def on_message_complete(self) -> None:
+        if self.parser.should_upgrade() and self.upgrade_to is None:
+            return  # an upgrade we serve as plain HTTP: its body is read after the pause
         self.request_complete()

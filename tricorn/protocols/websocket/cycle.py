@@ -195,7 +195,8 @@ class WebSocketConnection(BaseConnection):
         self.parse(data)
 
     def write(self, data: bytes) -> None:
-        if data and self.state != CLOSED:
+        # Closing covers CLOSED and a transport that failed before connection_lost ran.
+        if data and not self.transport.is_closing():
             self.transport.write(data)
 
     # -- called by the backend ----------------------------------------------------------
@@ -362,7 +363,8 @@ class WebSocketConnection(BaseConnection):
             if self.disconnect is not None:
                 return self.disconnect
             waiter = self.waiter
-            if waiter is None:
+            # A cancelled receive() (wait_for, a cancel scope) leaves a cancelled future.
+            if waiter is None or waiter.done():
                 waiter = self.waiter = self.loop.create_future()
             await waiter
 
@@ -382,10 +384,15 @@ class WebSocketConnection(BaseConnection):
                     data = message.get("text")
                     if data is None:
                         raise RuntimeError("A 'websocket.send' message needs 'bytes' or 'text'.")
+                transport = self.transport
+                if transport.is_closing():
+                    # The transport failed (peer reset) and connection_lost is still on its
+                    # way: an app sending in a loop without yielding must stop here.
+                    raise ClientDisconnected("The client has disconnected.")
                 if self.trace:
                     kind = "text" if isinstance(data, str) else "binary"
                     logger.log(TRACE, "%s - WebSocket > %s %d", self.client_addr, kind, len(data))
-                self.write(self.message_bytes(data))
+                transport.write(self.message_bytes(data))
                 if self.writing_paused:
                     await self.drain()
                     if self.state == CLOSED:
@@ -428,6 +435,11 @@ class WebSocketConnection(BaseConnection):
         app_headers = check_headers(message.get("headers") or ())
         state = self.server_state
         names = {name.lower() for name, _ in app_headers}
+        if b"sec-websocket-protocol" in names:
+            raise RuntimeError(
+                "The 'websocket.accept' headers may not set Sec-WebSocket-Protocol: "
+                "use its 'subprotocol' key."
+            )
         headers = [(name, line) for name, line in state.default_header_lines if name not in names]
         extra = [(name, line[len(name) + 2 : -2]) for name, line in headers]
         extra.extend(app_headers)
@@ -584,6 +596,11 @@ class WebSocketConnection(BaseConnection):
         if state == OPEN:
             interval = self.ping_interval
             if interval is None:
+                return
+            if self.reading_paused:
+                # The app lags and we are not reading, so a pong could not be seen: the
+                # clock restarts once reading resumes, instead of failing a live client.
+                self.ping_sent = now
                 return
             timeout = self.ping_timeout
             if self.ping_payload is not None and timeout is not None:

@@ -32,10 +32,34 @@ if TYPE_CHECKING:
     from tricorn.config import Config
     from tricorn.worker.state import ServerState
 
-# The library logs "connection open"/"connection closed" at INFO for every connection:
-# kept apart from tricorn.error so those lines stay off unless a user asks for them.
-_library_logger = logging.getLogger("tricorn.websockets")
+
+class _LibraryLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """tricorn.error for the library's warnings and errors only.
+
+    The library logs "connection open"/"connection closed" at INFO for every connection
+    and every frame at DEBUG; our access log and TRACE lines already say that.
+    """
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level >= logging.WARNING and self.logger.isEnabledFor(level)
+
+
+_library_logger = _LibraryLogger(logging.getLogger("tricorn.error"))
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class _ServerProtocol(ServerProtocol):
+    """``ServerProtocol`` that takes a close frame between the fragments of a message."""
+
+    def recv_frame(self, frame: Frame) -> None:
+        # RFC 6455 5.4 allows control frames, close included, between fragments; the library
+        # fails that with 1002 where the close should be echoed (Autobahn case 7.1.5).
+        # Nothing after a close frame is read, so the unfinished message is simply dropped.
+        if frame.opcode is Opcode.CLOSE:
+            for name in ("current_size", "cur_size"):  # cur_size: older websockets
+                if getattr(self, name, None) is not None:
+                    setattr(self, name, None)
+        super().recv_frame(frame)
 
 
 class WebSocketsProtocol(WebSocketConnection):
@@ -61,7 +85,7 @@ class WebSocketsProtocol(WebSocketConnection):
                     compress_settings={"memLevel": 5},
                 )
             )
-        self.conn = ServerProtocol(
+        self.conn = _ServerProtocol(
             extensions=extensions, max_size=self.max_size, logger=_library_logger
         )
         self.response: Response | None = None
@@ -96,7 +120,7 @@ class WebSocketsProtocol(WebSocketConnection):
             if close is None:  # the stream ended: no close frame to send
                 self.fail(ABNORMAL_CLOSURE, str(exc), frame_sent=True)
             else:
-                self.fail(close.code, close.reason, frame_sent=True)
+                self.fail(int(close.code), close.reason, frame_sent=True)
         elif self.state == HANDSHAKE and self.head_size > MAX_HANDSHAKE:
             self.handshake_failed(431, "handshake request too large")
 
@@ -135,7 +159,7 @@ class WebSocketsProtocol(WebSocketConnection):
         elif opcode is Opcode.CLOSE:
             close = self.conn.close_rcvd
             if close is not None:
-                self.close_received(close.code, close.reason)
+                self.close_received(int(close.code), close.reason)  # not the library's enum
         # PING: the library has queued the pong and parse() wrote it.
 
     def _request(self, request: Request) -> None:

@@ -108,11 +108,11 @@ class WSProtoProtocol(WebSocketConnection):
             elif isinstance(event, CloseConnection):
                 if conn.state in _STILL_OURS:
                     # Not a close frame: wsproto could not parse the client's bytes.
-                    self.fail(event.code, event.reason or "")
+                    self.fail(int(event.code), event.reason or "")
                     return
                 if conn.state is ConnectionState.REMOTE_CLOSING:
                     self.write(conn.send(event.response()))
-                self.close_received(event.code, event.reason or "")
+                self.close_received(int(event.code), event.reason or "")  # not an enum
             elif isinstance(event, Request):
                 head, self.head = self.head, b""
                 self.handshake(event.target.encode("ascii"), head_headers(head))
