@@ -27,7 +27,7 @@ async def test_receive_works_after_a_cancelled_receive(ws_backend: str) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()
         await send({"type": "websocket.accept"})
-        with pytest.raises(TimeoutError):  # nothing arrives in time: receive() is cancelled
+        with pytest.raises(asyncio.TimeoutError):  # nothing arrives: receive() is cancelled
             await asyncio.wait_for(receive(), timeout=0.001)
         await send({"type": "websocket.send", "text": "waiting"})
         message = await receive()
