@@ -13,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/venv.sh
 source scripts/venv.sh
 ensure_venv "standard,test" "${TRICORN_EXAMPLE_DEPS[@]}"
-bin=.venv/bin
+bin="${TRICORN_VENV:-.venv}/bin"
 
 echo "==> ruff check" >&2
 "$bin/ruff" check tricorn tests

@@ -3,7 +3,8 @@
 #
 # Idempotent and cheap when nothing changed: the install is skipped while a stamp in the
 # venv matches pyproject.toml and the requested extras/packages. TRICORN_REINSTALL=1 forces
-# a fresh `pip install`. PYTHON picks the interpreter that creates the venv (default python3).
+# a fresh `pip install`. PYTHON picks the interpreter that creates the venv (default python3)
+# and TRICORN_VENV its folder (default ./.venv), so CI can test another Python beside it.
 
 # Frameworks the example apps (examples/) and their tests use; not Tricorn dependencies.
 TRICORN_EXAMPLE_DEPS=(starlette fastapi flask)
@@ -15,7 +16,7 @@ ensure_venv() {
     shift
     local root venv python stamp wanted
     root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-    venv="$root/.venv"
+    venv="${TRICORN_VENV:-$root/.venv}"
     python="$venv/bin/python"
     # One stamp per requested set, so test.sh and serve-example.sh do not undo each other.
     stamp="$venv/.tricorn-stamp-$(printf '%s' "$extras $*" | sha256sum | cut -c1-12)"
