@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import signal
@@ -479,3 +480,22 @@ def test_server_hooks(logs: Logs) -> None:
         sock.close()
     assert events == ["started"]
     assert not any("running on" in message for message in logs.messages)
+
+
+@pytest.mark.parametrize(("content", "warned"), [("1\n", False), ("0\n", True), (None, True)])
+def test_reuse_port_warns_unless_the_kernel_migrates_queued_connections(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    content: str | None,
+    warned: bool,
+) -> None:
+    from tricorn.master import sockets
+
+    proc_file = tmp_path / "tcp_migrate_req"
+    if content is not None:  # None: an older kernel without the setting
+        proc_file.write_text(content)
+    monkeypatch.setattr(sockets, "TCP_MIGRATE_REQ", str(proc_file))
+    with caplog.at_level(logging.WARNING, logger="tricorn.error"):
+        sockets.warn_unless_migrating()
+    assert ("net.ipv4.tcp_migrate_req is not 1" in caplog.text) is warned

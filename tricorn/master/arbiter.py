@@ -36,7 +36,7 @@ from tricorn.master.process import WorkerProcess, WorkerState, describe_status, 
 from tricorn.master.reexec import HandOver, spawn_master
 from tricorn.master.rollout import backoff_delay, worker_count
 from tricorn.master.signals import SignalQueue, reopen_log_files, signal_name
-from tricorn.master.sockets import BindError, Listeners
+from tricorn.master.sockets import BindError, Listeners, warn_unless_migrating
 from tricorn.master.systemd import Notifier
 from tricorn.worker.channel import Channel
 from tricorn.worker.child import fork_worker, serve_forked, set_process_title
@@ -149,6 +149,8 @@ class Arbiter:
         if self.pidfile is not None:
             self.pidfile.create(self.pid, allowed_owner=self.old_master)
         self.listeners.open(self.config)
+        if self.listeners.reuse_port:
+            warn_unless_migrating()
         if getattr(self.config, "preload", False) and not self.config.loaded:
             try:
                 self.config.load()

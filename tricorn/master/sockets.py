@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import socket
 import stat
@@ -26,6 +27,28 @@ from typing import Any
 from tricorn.config import STARTUP_FAILURE
 from tricorn.master.reexec import REEXEC_FDS_ENV, decode_fds
 from tricorn.settings import ConfigError
+
+logger = logging.getLogger("tricorn.error")
+
+# Linux 5.14+: when one SO_REUSEPORT listener closes, move its queued connections to the
+# others. Without it a draining worker's accept queue is reset (see README, --reuse-port).
+TCP_MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+
+def warn_unless_migrating() -> None:
+    """One warning when --reuse-port would drop queued connections on worker restarts."""
+    try:
+        with open(TCP_MIGRATE_REQ) as file:
+            enabled = file.read().strip() == "1"
+    except OSError:
+        enabled = False
+    if not enabled:
+        logger.warning(
+            "--reuse-port: net.ipv4.tcp_migrate_req is not 1, so connections queued at a "
+            "worker that stops (reload, recycling, TTOU) are reset; set it with sysctl "
+            "(Linux 5.14+) or leave --reuse-port off."
+        )
+
 
 SD_LISTEN_FDS_START = 3
 
