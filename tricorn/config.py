@@ -32,6 +32,9 @@ from tricorn.tls import default_context, server_context
 __all__ = ["Config", "ConfigError", "LOGGING_CONFIG", "STARTUP_FAILURE", "SSL_PROTOCOL_VERSION"]
 
 STARTUP_FAILURE = 3
+# The pre-fork master's drain bound when --timeout-graceful-shutdown is unset: a master
+# never waits without a bound, and its workers must finish within the same one.
+DEFAULT_GRACEFUL_TIMEOUT = 30.0
 """Exit status of a server that could not start (app import, lifespan startup, bind)."""
 
 SSL_PROTOCOL_VERSION: int = ssl.PROTOCOL_TLS_SERVER

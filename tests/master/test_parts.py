@@ -499,3 +499,18 @@ def test_reuse_port_warns_unless_the_kernel_migrates_queued_connections(
     with caplog.at_level(logging.WARNING, logger="tricorn.error"):
         sockets.warn_unless_migrating()
     assert ("net.ipv4.tcp_migrate_req is not 1" in caplog.text) is warned
+
+
+def test_a_worker_drains_within_the_masters_bound() -> None:
+    # Without --timeout-graceful-shutdown the master still kills after its default bound;
+    # the worker must know that bound to close idle connections and finish lifespan first.
+    from tricorn.config import DEFAULT_GRACEFUL_TIMEOUT
+    from tricorn.worker.child import adapt_config
+
+    config = Config("tests.apps:hello", limit_max_requests=100, log_config=None)
+    adapt_config(config)
+    assert config.timeout_graceful_shutdown == DEFAULT_GRACEFUL_TIMEOUT
+    assert config.limit_max_requests is None  # the master recycles, not the worker
+    config = Config("tests.apps:hello", timeout_graceful_shutdown=7, log_config=None)
+    adapt_config(config)
+    assert config.timeout_graceful_shutdown == 7

@@ -1150,3 +1150,39 @@ async def test_receive_works_after_a_cancelled_receive(http_backend: str) -> Non
     conn.feed(b"abc")
     await conn.settle()
     assert received == [{"type": "http.request", "body": b"abc", "more_body": False}]
+
+
+async def test_trailers_never_reach_the_scope_headers(http_backend: str) -> None:
+    # Trailer fields come after the body, unchecked by any proxy: not request headers.
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        while (await receive())["more_body"]:
+            pass
+        seen.append(list(scope["headers"]))
+        await plain_app()(scope, receive, send)
+
+    conn = Conn(http_backend, app)
+    await conn.exchange(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nAuthorization: Bearer x\r\n\r\n"
+    )
+    assert seen == [[(b"host", b"a"), (b"transfer-encoding", b"chunked")]]
+
+
+@pytest.mark.parametrize(
+    ("header", "closes"),
+    [(b"x-closed", False), (b"keep-alive, close", True), (b"Close", True), (b"closer", False)],
+)
+async def test_connection_header_is_read_as_tokens(
+    http_backend: str, header: bytes, closes: bool
+) -> None:
+    conn = Conn(http_backend, plain_app())
+    await conn.exchange(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: " + header + b"\r\n\r\n")
+    assert conn.closed is closes
+
+
+async def test_app_content_length_must_be_digits(http_backend: str) -> None:
+    # int() would take b"1_0" as 10 while the header went out as "1_0".
+    conn = Conn(http_backend, plain_app(b"0123456789", headers=[(b"content-length", b"1_0")]))
+    assert await conn.exchange(GET) == INTERNAL_ERROR

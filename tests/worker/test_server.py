@@ -256,3 +256,17 @@ def test_second_signal_forces_exit() -> None:
     assert server.should_exit and not server.force_exit
     server.handle_exit(signal.SIGINT, None)
     assert server.force_exit
+
+
+def test_single_process_does_not_wait_out_keep_alive_on_shutdown(http_backend: str) -> None:
+    # Ctrl+C with an idle browser tab: a short grace, not the 60 s keep-alive timeout.
+    with (
+        run_server(apps.hello, http=http_backend, timeout_keep_alive=60) as running,
+        running.connect() as client,
+    ):
+        _raw_get(client)
+        assert client.recv(65536).startswith(b"HTTP/1.1 200 ")
+        running.server.should_exit = True
+        running.thread.join(4 * TIME_UNIT)
+        assert not running.thread.is_alive()
+        assert client.recv(65536) == b""

@@ -28,7 +28,7 @@ import signal
 import time
 from typing import Any
 
-from tricorn.config import STARTUP_FAILURE
+from tricorn.config import DEFAULT_GRACEFUL_TIMEOUT, STARTUP_FAILURE
 from tricorn.master import rollout
 from tricorn.master.control import ControlServer, master_status
 from tricorn.master.pidfile import PidFile, PidFileError
@@ -47,8 +47,6 @@ logger = logging.getLogger("tricorn.error")
 # Master-side margin over --timeout-graceful-shutdown before SIGKILL (the worker also
 # runs lifespan shutdown after the drain).
 KILL_MARGIN = 1.0
-# Drain bound when --timeout-graceful-shutdown is unset (never wait without a bound).
-DEFAULT_GRACEFUL_TIMEOUT = 30.0
 QUICK_STOP_TIMEOUT = 5.0
 # Longest sleep of the loop: heartbeats, memory and lifetimes are checked this often.
 TICK = 1.0

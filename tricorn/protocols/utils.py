@@ -57,6 +57,11 @@ def format_addr(addr: tuple[str, int | None] | None) -> str:
     return f"{host}:{port}"
 
 
+def connection_tokens(value: bytes) -> set[bytes]:
+    """The lower-cased tokens of a comma-separated header (``Connection``, ``Upgrade``)."""
+    return {token.strip() for token in value.lower().split(b",")}
+
+
 # Anything that could end a log line, start a terminal escape or break the quoting.
 _UNSAFE = re.compile(rb'[\x00-\x1f\x7f-\xff"\\]')
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, NoReturn
 
-from tricorn.config import STARTUP_FAILURE
+from tricorn.config import DEFAULT_GRACEFUL_TIMEOUT, STARTUP_FAILURE
 from tricorn.master.process import WorkerProcess
 from tricorn.master.signals import reopen_log_files
 from tricorn.master.sockets import BindError, Listeners
@@ -37,6 +37,17 @@ from tricorn.worker.channel import Channel
 from tricorn.worker.server import Server
 
 logger = logging.getLogger("tricorn.error")
+
+
+def adapt_config(config: Any) -> None:
+    """What a worker of the master does differently from a single-process server."""
+    # The master recycles workers (it starts the replacement first), so the server must
+    # not stop by itself after --limit-max-requests.
+    config.limit_max_requests = None
+    # The master kills a worker that drains past its bound: the worker keeps the same bound
+    # so it closes what is left and runs lifespan shutdown before that.
+    if config.timeout_graceful_shutdown is None:
+        config.timeout_graceful_shutdown = DEFAULT_GRACEFUL_TIMEOUT
 
 
 class WorkerServer(Server):
@@ -48,6 +59,7 @@ class WorkerServer(Server):
     """
 
     announce = False
+    drain_idle_grace = None  # another worker serves the client's next connection: drain exactly
 
     def __init__(self, config: Any, channel: Channel) -> None:
         self.channel = channel
@@ -176,9 +188,7 @@ def run_worker(config: Any, sockets: list[socket.socket], channel: Channel, name
         except Exception:
             logger.exception("Worker [%d] could not load the app", os.getpid())
             return STARTUP_FAILURE
-    # The master recycles workers (it starts the replacement first), so the server must
-    # not stop by itself after --limit-max-requests.
-    config.limit_max_requests = None
+    adapt_config(config)
     server = WorkerServer(config, channel)
     try:
         server.run(sockets=sockets)

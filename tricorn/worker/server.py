@@ -66,6 +66,10 @@ class Server:
     """
 
     announce = True
+    # A single process that stops takes its port with it: an idle keep-alive connection
+    # gets this much grace for a request already on its way, not the whole keep-alive
+    # timeout (Ctrl+C stays quick). Workers of the master drain exactly (None).
+    drain_idle_grace: float | None = 1.0
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -90,6 +94,7 @@ class Server:
             server_header=config.server_header,
             date_header=config.date_header,
             extra_headers=config.encoded_headers if config.loaded else None,
+            drain_idle_grace=self.drain_idle_grace,
         )
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:

@@ -38,6 +38,7 @@ class ServerState:
         "default_headers",
         "default_header_lines",
         "default_header_names",
+        "drain_idle_grace",
     )
 
     def __init__(
@@ -46,6 +47,7 @@ class ServerState:
         server_header: bool = True,
         date_header: bool = True,
         extra_headers: list[tuple[bytes, bytes]] | None = None,
+        drain_idle_grace: float | None = None,
     ) -> None:
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -60,6 +62,9 @@ class ServerState:
         self.default_header_names: frozenset[bytes] = frozenset()
         self.default_headers = b""
         self.render_default_headers()
+        # While draining, an idle keep-alive connection is kept this long (None: until its
+        # keep-alive timeout, the exact drain a worker of the master does).
+        self.drain_idle_grace = drain_idle_grace
 
     def render_default_headers(self) -> None:
         extra_names = {name for name, _ in self.extra_headers}

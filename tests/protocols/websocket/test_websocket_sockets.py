@@ -242,21 +242,23 @@ def test_flooding_client_keeps_server_buffers_bounded(ws_backend: str) -> None:
             [proto] = list(server.server.server_state.connections)
             # Send until the server stops reading and every buffer in between is full.
             raw.sock.setblocking(False)
+            # Wait for the condition itself: the server paused reading and our sends block.
             frames = 0
             pending = b""
-            stalled = 0
-            while stalled < 20 and frames < 4000:
+            blocked = False
+            deadline = time.monotonic() + 10 * TIME_UNIT
+            while not (blocked and proto.reading_paused):
+                assert frames < 4000, "the server read 256 MiB without pausing"
+                assert time.monotonic() < deadline, "the server never paused reading"
                 if not pending:
                     pending = frame
                     frames += 1
                 try:
                     pending = pending[raw.sock.send(pending) :]
-                    stalled = 0
+                    blocked = False
                 except BlockingIOError:
-                    stalled += 1
-                    time.sleep(0.01)
-            assert stalled == 20, "the server read 256 MiB without pausing"
-            assert proto.reading_paused
+                    blocked = True
+                    time.sleep(0.001)
             # Frames already read in the chunk that filled the queue are kept: one read.
             assert len(proto.messages) <= max_queue + 4
         finally:

@@ -32,7 +32,7 @@ from urllib.parse import unquote_to_bytes
 from tricorn.protocols.base import TRACE, BaseConnection, logger
 from tricorn.protocols.http.cycle import RequestResponseCycle
 from tricorn.protocols.http.errors import HTTPProtocolError, error_response
-from tricorn.protocols.utils import is_ssl
+from tricorn.protocols.utils import connection_tokens, is_ssl
 
 if TYPE_CHECKING:
     from tricorn.config import Config
@@ -229,6 +229,7 @@ class HTTPConnection(BaseConnection):
         content_length: bytes | None = None
         transfer_encoding: bytes | None = None
         upgrade: bytes | None = None
+        connection_upgrade = False
         size = len(method) + len(target)
         for name, value in headers:
             size += len(name) + len(value)
@@ -246,15 +247,17 @@ class HTTPConnection(BaseConnection):
                     raise HTTPProtocolError(400, "repeated Transfer-Encoding header")
                 transfer_encoding = value
             elif kind == _CONNECTION:
-                tokens = value.lower()
+                tokens = connection_tokens(value)
                 if b"close" in tokens:
                     keep_alive = False
                 elif b"keep-alive" in tokens and http_version == "1.0":
                     keep_alive = True
+                if b"upgrade" in tokens:
+                    connection_upgrade = True
             elif kind == _EXPECT:
                 expect_continue = value.lower() == b"100-continue" and http_version == "1.1"
             else:
-                upgrade = value.lower()
+                upgrade = value
         if size > self.max_head:
             # A whole head can arrive in one read, where the incomplete-head check never sees it.
             raise HTTPProtocolError(431, "request head too large")
@@ -267,11 +270,11 @@ class HTTPConnection(BaseConnection):
         if hosts != 1 and (hosts or http_version == "1.1"):
             raise HTTPProtocolError(400, "a request needs exactly one Host header")
         if (
-            upgrade is not None
-            and b"websocket" in upgrade
-            and http_version == "1.1"
             # Upgrade means nothing unless Connection names it (RFC 9110 7.8).
-            and any(n == b"connection" and b"upgrade" in v.lower() for n, v in headers)
+            connection_upgrade
+            and upgrade is not None
+            and http_version == "1.1"
+            and b"websocket" in connection_tokens(upgrade)
         ):
             # Other upgrades (h2c) are not ours: served as plain HTTP, silently.
             limit = self.limit_concurrency
@@ -488,5 +491,10 @@ class HTTPConnection(BaseConnection):
         if self.head_started is not None:
             if now - self.head_started > HEAD_TIMEOUT:
                 self.abort()
-        elif self.idle_since is not None and now - self.idle_since > self.timeout_keep_alive:
-            self.abort()
+        elif self.idle_since is not None:
+            limit = self.timeout_keep_alive
+            grace = self.server_state.drain_idle_grace
+            if self.shutting_down and grace is not None and grace < limit:
+                limit = grace
+            if now - self.idle_since > limit:
+                self.abort()

@@ -24,7 +24,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from tricorn.protocols.http.errors import ClientDisconnected, status_line
-from tricorn.protocols.utils import log_safe
+from tricorn.protocols.utils import connection_tokens, log_safe
 
 if TYPE_CHECKING:
     from tricorn.protocols.http.connection import HTTPConnection
@@ -295,15 +295,12 @@ class RequestResponseCycle:
             kind = _RESPONSE_HEADERS.get(lname)
             if kind is not None:
                 if kind == _CONTENT_LENGTH:
-                    try:
-                        content_length = int(value)
-                    except ValueError:
-                        content_length = -1
-                    if content_length < 0:
+                    if not value.isdigit():  # int() would take "+1", " 1" and "1_0"
                         raise RuntimeError(f"Invalid Content-Length header {value!r}.")
+                    content_length = int(value)
                 elif kind == _TRANSFER_ENCODING:
                     app_chunked = True
-                elif b"close" in value.lower():
+                elif b"close" in connection_tokens(value):
                     app_closes = True
             elif lname in state.default_header_names:
                 if overridden is None:

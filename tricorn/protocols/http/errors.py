@@ -29,7 +29,6 @@ class ClientDisconnected(OSError):
 # What the client reads for each status we produce ourselves.
 MESSAGES: dict[int, bytes] = {
     400: b"Invalid HTTP request received.",
-    413: b"Request body too large.",
     414: b"Request target too long.",
     431: b"Request header fields too large.",
     500: b"Internal Server Error",

@@ -78,8 +78,8 @@ class HTTPToolsProtocol(HTTPConnection):
             raise HTTPProtocolError(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.priming:
-            return
+        if self.priming or not self.in_head:
+            return  # trailer fields after a chunked body are not request headers (h11 agrees)
         headers = self.headers
         headers.append((name.lower(), value))
         if len(headers) > MAX_HEADERS:
