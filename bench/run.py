@@ -140,7 +140,7 @@ def run_wrk(wrk: str, port: int, args: argparse.Namespace, duration: float) -> R
         wrk,
         f"-t{args.threads}",
         f"-c{args.connections}",
-        f"-d{duration}s",
+        f"-d{duration:g}s",  # wrk refuses "8.0s"
         "--latency",
         f"http://127.0.0.1:{port}/",
     ]
