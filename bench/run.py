@@ -132,6 +132,18 @@ def serving(command: list[str], port: int) -> Iterator[None]:
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 
+def server_versions(tricorn_python: Path, uvicorn_python: Path) -> list[str]:
+    """The tricorn and uvicorn versions each measured interpreter imports."""
+    return [
+        subprocess.run(
+            [str(python), "-c", f"import {name}; print({name}.__version__)"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        for name, python in (("tricorn", tricorn_python), ("uvicorn", uvicorn_python))
+    ]
+
+
 def run_wrk(wrk: str, port: int, args: argparse.Namespace, duration: float) -> Result:
     command = [
         "taskset",
@@ -235,14 +247,7 @@ def main() -> None:
         uvicorn = measure("uvicorn", uvicorn_python, http, wrk, args)
         rows.append((http, tricorn, uvicorn))
 
-    versions = [
-        subprocess.run(
-            [str(python), "-c", f"import {name}; print({name}.__version__)"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        for name, python in (("tricorn", tricorn_python), ("uvicorn", uvicorn_python))
-    ]
+    versions = server_versions(tricorn_python, uvicorn_python)
     print(
         f"\ntricorn {versions[0]} vs uvicorn {versions[1]}; "
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, "

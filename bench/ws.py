@@ -297,14 +297,7 @@ def main() -> None:
 
     rows = [(ws, *measure(ws, tricorn_python, uvicorn_python, args)) for ws in backends]
 
-    versions = [
-        subprocess.run(
-            [str(python), "-c", f"import {name}; print({name}.__version__)"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        for name, python in (("tricorn", tricorn_python), ("uvicorn", uvicorn_python))
-    ]
+    versions = run.server_versions(tricorn_python, uvicorn_python)
     print(
         f"\ntricorn {versions[0]} vs uvicorn {versions[1]}; {args.clients} clients x "
         f"{args.messages} messages of {len(PAYLOAD)} bytes, echoed one at a time; server on "

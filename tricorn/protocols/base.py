@@ -82,6 +82,10 @@ class BaseConnection(asyncio.Protocol):
         self.writing_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
         self.shutting_down = False
+        self.setup()
+
+    def setup(self) -> None:
+        """The subclass's own per-connection state (called at the end of ``__init__``)."""
 
     def attach(self, transport: asyncio.BaseTransport) -> None:
         """Take the transport (from ``connection_made``) and register with the server."""

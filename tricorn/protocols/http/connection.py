@@ -35,8 +35,7 @@ from tricorn.protocols.http.errors import HTTPProtocolError, error_response
 from tricorn.protocols.utils import connection_tokens, is_ssl
 
 if TYPE_CHECKING:
-    from tricorn.config import Config
-    from tricorn.worker.state import ServerState
+    pass
 
 DEFAULT_MAX_HEAD = 64 * 1024  # bytes of request line + headers (--h11-max-incomplete-event-size)
 MAX_TARGET = 8190  # bytes of request target, as Apache's LimitRequestLine
@@ -101,14 +100,8 @@ class HTTPConnection(BaseConnection):
         "upgrade_to",
     )
 
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+    def setup(self) -> None:
+        config = self.config
         self.limit_concurrency: int | None = config.limit_concurrency
         self.timeout_keep_alive: float = config.timeout_keep_alive
         self.max_head: int = config.h11_max_incomplete_event_size or DEFAULT_MAX_HEAD

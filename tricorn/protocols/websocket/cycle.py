@@ -55,8 +55,7 @@ from tricorn.protocols.websocket.errors import (
 )
 
 if TYPE_CHECKING:
-    from tricorn.config import Config
-    from tricorn.worker.state import ServerState
+    pass
 
 
 # Seconds we wait for the client's close frame (or EOF) after sending ours; then the TCP
@@ -110,14 +109,8 @@ class WebSocketConnection(BaseConnection):
         "close_deadline",
     )
 
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+    def setup(self) -> None:
+        config = self.config
         self.max_size: int | None = config.ws_max_size or None
         self.max_queue: int = max(1, config.ws_max_queue or 1)
         self.resume_at = self.max_queue // 2
@@ -146,8 +139,13 @@ class WebSocketConnection(BaseConnection):
         self.ping_payload: bytes | None = None  # the ping awaiting its pong
         self.ping_sent = 0.0
         self.close_deadline = 0.0
+        self.new_library()
 
     # -- the backend's part -------------------------------------------------------------
+
+    def new_library(self) -> None:
+        """Create the library's connection object, once this object's state is set."""
+        raise NotImplementedError
 
     def parse(self, data: bytes) -> None:
         """Feed bytes to the library and report what it found (see module docstring)."""

@@ -8,10 +8,9 @@ is decoded here, incrementally across fragments, so that bad bytes fail fast wit
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from websockets.extensions.base import ServerExtensionFactory
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
@@ -29,8 +28,7 @@ from tricorn.protocols.websocket.cycle import (
 from tricorn.protocols.websocket.errors import ABNORMAL_CLOSURE, INVALID_DATA
 
 if TYPE_CHECKING:
-    from tricorn.config import Config
-    from tricorn.worker.state import ServerState
+    pass
 
 
 class _LibraryLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -67,14 +65,7 @@ class WebSocketsProtocol(WebSocketConnection):
 
     __slots__ = ("conn", "response", "decoder", "head_size")
 
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+    def new_library(self) -> None:
         extensions: list[ServerExtensionFactory] = []
         if self.per_message_deflate:
             # Window and memory settings as uvicorn's: about 64 KiB per connection.

@@ -10,7 +10,6 @@ request head itself (already validated by wsproto's h11 parser when the event ar
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from wsproto import ConnectionType, WSConnection
@@ -37,8 +36,7 @@ from tricorn.protocols.websocket.cycle import (
 )
 
 if TYPE_CHECKING:
-    from tricorn.config import Config
-    from tricorn.worker.state import ServerState
+    pass
 
 _STILL_OURS = (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING)
 _CAN_CLOSE = (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING)
@@ -65,14 +63,7 @@ class WSProtoProtocol(WebSocketConnection):
 
     __slots__ = ("conn", "head")
 
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+    def new_library(self) -> None:
         self.conn = WSConnection(ConnectionType.SERVER)
         self.head = b""  # the request head, until the handshake is parsed
 
