@@ -173,15 +173,16 @@ def run_wrk(wrk: str, port: int, args: argparse.Namespace, duration: float) -> R
     )
 
 
-def server_command(name: str, python: Path, http: str, port: int) -> list[str]:
+def server_command(name: str, python: Path, port: int, *protocol: str, app: str = APP) -> list[str]:
+    """Start ``name`` (tricorn or uvicorn) on ``app`` with the same settings for both;
+    ``protocol`` picks the backend (e.g. ``--http h11`` or ``--ws wsproto``)."""
     common = [
-        APP,
+        app,
         "--host",
         "127.0.0.1",
         "--port",
         str(port),
-        "--http",
-        http,
+        *protocol,
         "--loop",
         "auto",
         "--log-level",
@@ -199,7 +200,7 @@ def measure(name: str, python: Path, http: str, wrk: str, args: argparse.Namespa
     results = []
     for _ in range(args.rounds):
         port = free_port()
-        with serving(server_command(name, python, http, port), port):
+        with serving(server_command(name, python, port, "--http", http), port):
             run_wrk(wrk, port, args, args.warmup)
             results.append(run_wrk(wrk, port, args, args.duration))
     # Median of rounds: one noisy round should not decide the ratio.

@@ -186,30 +186,6 @@ def ensure_wsproto(python: Path) -> None:
     subprocess.run([*pip, "wsproto"], check=True)
 
 
-def server_command(name: str, python: Path, ws: str, port: int) -> list[str]:
-    common = [
-        APP,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--ws",
-        ws,
-        "--loop",
-        "auto",
-        "--http",
-        "auto",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--lifespan",
-        "off",
-    ]
-    if name == "uvicorn":
-        return [str(python), "-m", "uvicorn", "--app-dir", str(ROOT), *common]
-    return [str(python), "-m", "tricorn", *common]
-
-
 def run_load(port: int, clients: int, messages: int, args: argparse.Namespace) -> float:
     """Messages echoed per second, from a client process pinned to its own core."""
     command = [
@@ -238,7 +214,9 @@ def run_load(port: int, clients: int, messages: int, args: argparse.Namespace) -
 
 def measure_once(name: str, python: Path, ws: str, args: argparse.Namespace) -> float:
     port = run.free_port()
-    with run.serving(server_command(name, python, ws, port), port):
+    with run.serving(
+        run.server_command(name, python, port, "--ws", ws, "--http", "auto", app=APP), port
+    ):
         run_load(port, args.clients, max(1, args.messages // 10), args)  # warm-up
         return run_load(port, args.clients, args.messages, args)
 

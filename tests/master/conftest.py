@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.master.fakes import FakeOS, Logs
+from tests.worker.helpers import capture_logs
 
 
 @pytest.fixture
@@ -20,13 +20,5 @@ def fake_os(monkeypatch: pytest.MonkeyPatch) -> FakeOS:
 @pytest.fixture
 def logs() -> Iterator[Logs]:
     """Records of the "tricorn.error" logger (captured there: it may not propagate)."""
-    logger = logging.getLogger("tricorn.error")
-    handler = Logs()
-    old_level = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    try:
+    with capture_logs("tricorn.error") as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)

@@ -99,7 +99,4 @@ def status_exit(code: int) -> int:
     return code << 8
 
 
-class Logs(LogCapture):
-    @property
-    def text(self) -> str:
-        return "\n".join(self.messages)
+Logs = LogCapture  # the master's tests read .text and .messages

@@ -35,6 +35,10 @@ class LogCapture(logging.Handler):
     def messages(self) -> list[str]:
         return [record.getMessage() for record in self.records]
 
+    @property
+    def text(self) -> str:
+        return "\n".join(self.messages)
+
     def running_url(self) -> str:
         for message in self.messages:
             match = RUNNING_RE.search(message)
