@@ -7,6 +7,7 @@ the acceptance tests of the pre-fork master (issue 3).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import re
@@ -54,7 +55,8 @@ def gone(pid: int) -> bool:
 def group_gone(pgid: int) -> bool:
     """No live process is left in the process group (the CLI's session)."""
     for proc in psutil.process_iter(["pid"]):
-        with contextlib.suppress(psutil.Error):
+        # The process may exit between the listing and getpgid().
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
             if os.getpgid(proc.pid) == pgid and not gone(proc.pid):
                 return False
     return True
@@ -539,19 +541,13 @@ def test_bad_input_is_one_line(tmp_path: Path, busy_port: int) -> None:
         ([*app, "--limit-max-memory", "0"], "Invalid value for '--limit-max-memory'"),
     ]
     try:
-        results = []
-        threads = []
-        for args, _ in cases:
-            thread = threading.Thread(target=lambda a=args: results.append((a, run_to_end(*a))))
-            thread.start()
-            threads.append(thread)
-        for thread in threads:
-            thread.join(timeout=30 * TIME_UNIT)
+        # A pool, not bare threads: an error inside run_to_end() must fail the test as itself.
+        with concurrent.futures.ThreadPoolExecutor(len(cases)) as pool:
+            futures = [pool.submit(run_to_end, *args) for args, _ in cases]
+            results = [future.result(timeout=30 * TIME_UNIT) for future in futures]
     finally:
         os.close(not_a_socket)
-    by_args = {tuple(args): result for args, result in results}
-    for args, message in cases:
-        result = by_args[tuple(args)]
+    for (args, message), result in zip(cases, results, strict=True):
         output = result.stdout + result.stderr
         assert result.returncode != 0, (args, output)
         assert output.count("\n") == 1 and message in output, (args, output)
