@@ -275,6 +275,16 @@ def test_messages_update_the_handle() -> None:
 # -- the loop, in a thread, with signals fed to its queue --------------------------------
 
 
+def test_unhandled_signal_is_logged_and_ignored(fake_os: FakeOS, logs: Logs) -> None:
+    arbiter = started(fake_os)
+    for sig in (signal.SIGPWR, signal.SIGCHLD):
+        arbiter.signals.put(sig)
+    arbiter.handle_signals()
+    assert "Ignoring SIGPWR: the master acts on HUP" in logs.text
+    assert "SIGCHLD" not in logs.text  # CHLD only wakes the loop to reap
+    assert not arbiter.stopping and arbiter.num_workers == 2
+
+
 def test_loop_in_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     queue = SignalQueue()
     fake = FakeOS(queue)

@@ -552,3 +552,47 @@ def test_bad_input_is_one_line(tmp_path: Path, busy_port: int) -> None:
         assert result.returncode != 0, (args, output)
         assert output.count("\n") == 1 and message in output, (args, output)
         assert "Traceback" not in output
+
+
+def test_stray_signal_is_one_log_line_not_an_outage(tmp_path: Path) -> None:
+    with run_cli(tmp_path, "--workers", "2") as master:
+        wait_serving(master, 2)
+        before = master.workers()
+        for sig in (signal.SIGALRM, signal.SIGPWR):  # both would kill an unprepared process
+            master.signal(sig)
+            wait_log(master, f"Ignoring {sig.name}: the master acts on HUP, INT, QUIT, TERM")
+        assert master.proc.poll() is None
+        assert master.workers() == before
+        assert master.get().status_code == 200
+
+
+def _pid_namespaces_work() -> bool:
+    try:
+        probe = ["unshare", "--pid", "--fork", "--mount-proc", "true"]
+        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(
+    not _pid_namespaces_work(), reason="needs `unshare --pid` (util-linux, as root)"
+)
+def test_master_as_pid_1_reaps_orphans_and_stops_cleanly(tmp_path: Path) -> None:
+    # As a container's init: the master is PID 1 of a fresh pid namespace, so every orphan
+    # in it (here: a worker's grandchild) is re-parented to the master, which must reap it.
+    wrapper = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
+    wrapper += [sys.executable, "-m", "tricorn"]
+    args = ["--workers", "2", "--log-level", "debug"]
+    with run_cli(tmp_path, *args, wrapper=wrapper) as master:
+        (inner,) = psutil.Process(master.pid).children()  # unshare's child: the master
+        master.pid = inner.pid
+        wait_log(master, "Master [1] ready with 2 workers")  # logged pids are the namespace's
+        assert "Running as PID 1: orphaned processes are reaped" in master.log()
+        orphans = {int(master.get("/?orphan=1").text) for _ in range(3)}
+        for orphan in orphans:  # pids inside the namespace, as the master logs them
+            wait_log(master, f"Reaped process [{orphan}] (exit code 0)")
+        zombies = [p for p in inner.children() if p.status() == psutil.STATUS_ZOMBIE]
+        assert not zombies
+        master.signal(signal.SIGTERM)
+        assert master.wait_exit() == 0  # unshare exits with the master's status
+        assert "Received SIGTERM, stopping gracefully" in master.log()

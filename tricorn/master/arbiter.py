@@ -50,6 +50,8 @@ KILL_MARGIN = 1.0
 QUICK_STOP_TIMEOUT = 5.0
 # Longest sleep of the loop: heartbeats, memory and lifetimes are checked this often.
 TICK = 1.0
+# For the log line about a signal the master ignores.
+HANDLED_SIGNALS = "HUP, INT, QUIT, TERM, TTIN, TTOU, USR1 and USR2"
 
 
 class Arbiter:
@@ -264,9 +266,12 @@ class Arbiter:
 
     def handle_signals(self) -> None:
         for sig in self.signals.pop_all():
-            handler = getattr(self, "handle_" + signal_name(sig)[3:].lower(), None)
+            name = signal_name(sig)
+            handler = getattr(self, "handle_" + name[3:].lower(), None)
             if handler is not None:
                 handler()
+            elif sig != signal.SIGCHLD:  # CHLD only wakes the loop, which then reaps
+                logger.warning("Ignoring %s: the master acts on %s", name, HANDLED_SIGNALS)
 
     def reap_workers(self) -> None:
         """Collect every exited child (``waitpid(-1, WNOHANG)``) and decide what follows."""
@@ -405,6 +410,7 @@ class Arbiter:
             logger.error("Worker [%d] died (%s)", worker.pid, how)
 
     # -- signal handlers (called from the loop, never from the signal handler) ---------
+    # Named handle_<signal>; a signal without one is logged and ignored (handle_signals).
 
     def handle_int(self) -> None:
         self.stop_on_request("SIGINT")

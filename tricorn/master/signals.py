@@ -33,6 +33,16 @@ MASTER_SIGNALS: tuple[signal.Signals, ...] = (
     signal.SIGCHLD,
 )
 
+# Signals the master does not act on but whose default action would kill it on the spot,
+# leaving its workers to notice alone and its pid file and unix socket behind. Caught so
+# a stray `kill -ALRM` is one log line, not an outage. (WINCH is left alone: its default is
+# to ignore, and a terminal sends it on every resize.)
+STRAY_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name)
+    for name in ("SIGALRM", "SIGVTALRM", "SIGPROF", "SIGPWR", "SIGIO")
+    if hasattr(signal, name)
+)
+
 
 class SignalQueue:
     """Signals received by the master, in arrival order, plus a file descriptor to wait on.
@@ -42,7 +52,7 @@ class SignalQueue:
     something was queued; the loop calls ``drain()`` then ``pop_all()``.
     """
 
-    def __init__(self, signals: Iterable[int] = MASTER_SIGNALS) -> None:
+    def __init__(self, signals: Iterable[int] = MASTER_SIGNALS + STRAY_SIGNALS) -> None:
         self.signals = tuple(signals)
         self._queue: collections.deque[int] = collections.deque()
         self._read_fd, self._write_fd = os.pipe()
