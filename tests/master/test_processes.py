@@ -11,6 +11,7 @@ import concurrent.futures
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -564,6 +565,31 @@ def test_stray_signal_is_one_log_line_not_an_outage(tmp_path: Path) -> None:
         assert master.proc.poll() is None
         assert master.workers() == before
         assert master.get().status_code == 200
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-socket-activate") is None,
+    reason="needs systemd-socket-activate (Debian package systemd)",
+)
+def test_real_socket_activation_serves_the_request_that_started_it(tmp_path: Path) -> None:
+    # systemd's own tool: it listens, and only execs tricorn (LISTEN_FDS=1) once a client
+    # connects, so the first request is sent before any server process exists.
+    path = str(tmp_path / "activated.sock")
+    wrapper = ["systemd-socket-activate", "--listen", path, sys.executable, "-m", "tricorn"]
+    with run_cli(tmp_path, "--workers", "2", wrapper=wrapper, wait_listening=False) as master:
+        wait_for(lambda: os.path.exists(path), what="the activation socket")
+        assert "Started master process" not in master.log()
+        transport = httpx.HTTPTransport(uds=path)
+        with httpx.Client(transport=transport, timeout=10 * TIME_UNIT) as client:
+            response = client.get("http://activated/")
+            assert response.status_code == 200
+            wait_log(master, f"Master [{master.pid}] ready with 2 workers")
+            assert int(response.text) in master.workers()
+            assert int(client.get("http://activated/").text) in master.workers()
+        master.signal(signal.SIGTERM)
+        assert master.wait_exit() == 0
+    # The socket belongs to the activator (a .socket unit): left in place for the next start.
+    assert os.path.exists(path)
 
 
 def _pid_namespaces_work() -> bool:
