@@ -53,6 +53,14 @@ def gone(pid: int) -> bool:
         return True
 
 
+def zombie(proc: psutil.Process) -> bool:
+    """Exited but not reaped by its parent (False once it is gone altogether)."""
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def group_gone(pgid: int) -> bool:
     """No live process is left in the process group (the CLI's session)."""
     for proc in psutil.process_iter(["pid"]):
@@ -617,8 +625,7 @@ def test_master_as_pid_1_reaps_orphans_and_stops_cleanly(tmp_path: Path) -> None
         orphans = {int(master.get("/?orphan=1").text) for _ in range(3)}
         for orphan in orphans:  # pids inside the namespace, as the master logs them
             wait_log(master, f"Reaped process [{orphan}] (exit code 0)")
-        zombies = [p for p in inner.children() if p.status() == psutil.STATUS_ZOMBIE]
-        assert not zombies
+        assert not [child for child in inner.children() if zombie(child)]
         master.signal(signal.SIGTERM)
         assert master.wait_exit() == 0  # unshare exits with the master's status
         assert "Received SIGTERM, stopping gracefully" in master.log()
