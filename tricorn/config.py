@@ -240,6 +240,10 @@ class Config:
             self._load_env_file(self.env_file)
         if self.reload and self.workers > 1:
             logger.warning('"workers" flag is ignored when reloading is enabled.')
+        if not self.reload and (self.reload_dirs or self.reload_includes or self.reload_excludes):
+            logger.warning(
+                "--reload-dir, --reload-include and --reload-exclude do nothing without --reload."
+            )
 
     # -- checks -------------------------------------------------------------------------
 
@@ -350,12 +354,12 @@ class Config:
     def needs_master(self) -> bool:
         """Whether serving this config takes the pre-fork master (``tricorn.master``).
 
-        True for several workers and for what only the master does: ``pid``,
+        True for --reload, several workers and for what only the master does: ``pid``,
         ``limit_max_memory``, ``worker_lifetime``, ``preload``, ``reuse_port``, several
         ``bind``, systemd socket activation (``LISTEN_FDS`` for this process) and a master
         started by another one's USR2. Otherwise one process serves, like uvicorn.
         """
-        if self.workers > 1 or len(self.bind) > 1:
+        if self.reload or self.workers > 1 or len(self.bind) > 1:
             return True
         if self.pid or self.preload or self.reuse_port:
             return True

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from tricorn.config import STARTUP_FAILURE, Config, ConfigError
-from tricorn.settings import BY_NAME
 
 if TYPE_CHECKING:
     from tricorn.master.sockets import Listeners
@@ -28,17 +27,15 @@ def run(app: Any, **settings: Any) -> None:
     handle errors yourself.
 
     One process serves, like uvicorn, unless the settings need the pre-fork master
-    (``Config.needs_master``: ``workers > 1``, ``pid``, ``preload``...); then ``app`` must
-    be an import string, and the process exits with the master's code when it stops.
+    (``Config.needs_master``: ``reload``, ``workers > 1``, ``pid``, ``preload``...); then
+    ``app`` must be an import string, and the process exits with the master's code when it
+    stops. With ``reload`` the master runs one worker and replaces it when a watched file
+    changes.
     """
     try:
         config = Config(app, **settings)
     except ConfigError as exc:
         _exit_with(exc)
-
-    if config.reload:
-        later = BY_NAME["reload"].later
-        _exit_with(ConfigError(later or "This feature is not available in tricorn yet."))
 
     if config.needs_master:
         if not isinstance(app, str):

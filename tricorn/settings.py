@@ -109,8 +109,6 @@ class Setting:
     """Environment variables read after ``TRICORN_<NAME>`` (uvicorn's WEB_CONCURRENCY...)."""
     unsupported: dict[Any, str] = field(default_factory=dict)
     """Values uvicorn knows that Tricorn parses but refuses, with the one-line reason."""
-    later: str | None = None
-    """The feature is accepted but not available yet (a later issue): the message."""
     doc_default: str | None = None
     metavar: str | None = None
 
@@ -197,11 +195,6 @@ def _not_supported(option: str, value: str, supported: Sequence[str]) -> str:
     )
 
 
-_NOT_YET_RELOAD = (
-    "--reload is not available in tricorn yet; run without it and restart by hand for now."
-)
-
-
 class BindType(_ParamType):
     """One ``--bind`` address: ``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH`` or ``fd://N``."""
 
@@ -235,9 +228,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "reload",
         False,
-        "Restart the server when source files change (development).",
+        "Restart the server when source files change (development; watchfiles).",
         flag="flag",
-        later=_NOT_YET_RELOAD,
     ),
     Setting(
         "reload_dirs",
@@ -265,7 +257,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "reload_delay",
         0.25,
-        "Seconds between two checks for changed files with --reload.",
+        "Seconds without further changes before --reload restarts (changes are batched).",
         type=_SECONDS,
     ),
     Setting(
@@ -604,8 +596,6 @@ def render_settings_doc() -> str:
             option = f"`{setting.flag_name}` / `--no-{setting.flag_name[2:]}`"
         env = ", ".join(f"`{name}`" for name in setting.env)
         meaning = setting.help
-        if setting.later:
-            meaning += f" *{setting.later}*"
         lines.append(
             f"| {option} | {env} | `{setting.name}` | {_doc_default(setting)} | {meaning} |"
         )

@@ -239,7 +239,7 @@ def test_help_lists_options() -> None:
         (["--log-config", "no.json"], 2, "Error: Invalid value for '--log-config': File"),
         (["--log-config", "pyproject.toml"], 1, "Error: Invalid value for '--log-config': "),
         (["--uds", "/tmp/x.sock", "--fd", "3"], 1, "Error: --uds and --fd cannot be used"),
-        (["--reload"], 1, "Error: --reload is not available in tricorn yet"),
+        (["--reload-delay", "-1"], 2, "Error: Invalid value for '--reload-delay'"),
         (["--workers", "0"], 2, "Error: Invalid value for '--workers': 0 is not in the range"),
         (["--bind", "x"], 2, "Error: Invalid value for '--bind': expected HOST:PORT, [IPv6]"),
         (["--bind", "h:99999"], 2, "Error: Invalid value for '--bind': the port must be"),

@@ -38,6 +38,7 @@ from tricorn.master.rollout import backoff_delay, worker_count
 from tricorn.master.signals import SignalQueue, reopen_log_files, signal_name
 from tricorn.master.sockets import BindError, Listeners, warn_unless_migrating
 from tricorn.master.systemd import Notifier
+from tricorn.master.watcher import ChangeFilter, FileWatcher, describe_changes, watched_dirs
 from tricorn.worker.channel import Channel
 from tricorn.worker.child import fork_worker, serve_forked, set_process_title
 from tricorn.worker.server import log_running_on
@@ -93,6 +94,11 @@ class Arbiter:
         self.announced = False  # the first generation was reported ready
         self.control: ControlServer | None = None
         self.handover = HandOver(self.pid, self.pidfile)  # USR2, in either role
+        # --reload: a watcher process reports changed files; the worker is replaced
+        # stop-then-start (as uvicorn does), and a worker that cannot start waits for the
+        # next change instead of stopping the master.
+        self.watcher: FileWatcher | None = None
+        self.waiting_for_change = False
 
     # The hand-over's state, as the loop and the tests see it.
 
@@ -140,6 +146,12 @@ class Arbiter:
     def start(self) -> None:
         """Everything before the first fork; raises a one-line error on bad input."""
         self.num_workers = worker_count(self.config)
+        if getattr(self.config, "reload", False):
+            self.num_workers = 1  # Config warned that --workers is ignored
+            if getattr(self.config, "preload", False):
+                raise ValueError(
+                    "--preload cannot be used with --reload: the master would keep the old code"
+                )
         if self.max_memory is not None:
             try:
                 import psutil  # noqa: F401
@@ -175,12 +187,44 @@ class Arbiter:
             logger.info("Running as PID 1: orphaned processes are reaped")
         for sock in self.listeners.sockets:
             log_running_on(self.config, sock)
+        if getattr(self.config, "reload", False):
+            self.start_watcher()
+
+    def start_watcher(self) -> None:
+        """Fork the --reload file watcher (before any worker: see ``watcher``)."""
+        config = self.config
+        if self.watcher is None:
+            dirs = watched_dirs(config.reload_dirs)
+            change_filter = ChangeFilter(dirs, config.reload_includes, config.reload_excludes)
+            self.watcher = FileWatcher(dirs, change_filter, float(config.reload_delay))
+            logger.info("Will watch for changes in these directories: %s", [str(d) for d in dirs])
+        self.watcher.start(self.shed_master_state)
+        self.selector.register(self.watcher.fileno(), selectors.EVENT_READ, self.watcher)
+
+    def files_changed(self, batches: list[list[str]]) -> None:
+        """The watcher saw changes: replace the worker (stop, then start the new code)."""
+        assert self.watcher is not None
+        if [] in batches:  # armed: from now on no change goes unseen
+            logger.info("Started reloader process [%d] using WatchFiles", self.watcher.pid)
+        paths = sorted({path for batch in batches for path in batch})
+        if not paths or self.stopping:
+            return
+        described = describe_changes(paths, self.watcher.dirs)
+        logger.warning("WatchFiles detected changes in %s. Reloading...", described)
+        self.waiting_for_change = False
+        self.generation += 1
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            if worker.state is not WorkerState.STOPPING:
+                self.retire_worker(worker, now)
 
     def halt(self) -> None:
         """Leave nothing behind: SIGKILL and reap every worker (bounded), close listeners,
         remove the pid file, restore signal handlers."""
         for worker in self.workers.values():
             worker.kill()
+        if self.watcher is not None:
+            self.watcher.stop()  # reaped with the workers below, or by init
         deadline = time.monotonic() + 5.0
         while self.workers and time.monotonic() < deadline:
             self.wait_for_events(0.05)
@@ -254,6 +298,14 @@ class Arbiter:
             if isinstance(worker, ControlServer):
                 worker.answer(self.status())
                 continue
+            if isinstance(worker, FileWatcher):
+                batches = worker.read()
+                if batches is None:  # it exited; reaping restarts it
+                    self.selector.unregister(worker.fd)
+                    worker.close()
+                else:
+                    self.files_changed(batches)
+                continue
             assert isinstance(worker, WorkerProcess)
             lines = worker.read()
             if lines is None:  # the worker closed its end (exiting); reaping follows
@@ -285,6 +337,9 @@ class Arbiter:
             if pid == self.reexec_pid:
                 self.handover.new_master_exited(status)
                 continue
+            if self.watcher is not None and pid == self.watcher.pid:
+                self.watcher_exited(status)
+                continue
             worker = self.workers.pop(pid, None)
             if worker is None:
                 # Not ours: an orphan re-parented to us (we may be PID 1). Reaped, done.
@@ -294,6 +349,17 @@ class Arbiter:
                 self.selector.unregister(worker.fd)
                 worker.close()
             self.worker_exited(worker, status)
+
+    def watcher_exited(self, status: int) -> None:
+        assert self.watcher is not None
+        if self.watcher.fd >= 0:
+            self.selector.unregister(self.watcher.fd)
+        self.watcher.close()
+        self.watcher.pid = 0
+        if not self.stopping:
+            how = describe_status(status)
+            logger.error("The --reload file watcher died (%s); restarting it", how)
+            self.start_watcher()
 
     def check_workers(self, now: float) -> None:
         """Heartbeats, boot deadline, recycling limits, and SIGKILL past a stop deadline."""
@@ -320,7 +386,11 @@ class Arbiter:
     def manage_workers(self) -> None:
         """Start what is missing, retire what is old or extra (``rollout.plan``)."""
         now = time.monotonic()
-        may_spawn = now >= self.next_spawn_at
+        may_spawn = now >= self.next_spawn_at and not self.waiting_for_change
+        if self.watcher is not None and any(
+            w.state is WorkerState.STOPPING for w in self.workers.values()
+        ):
+            may_spawn = False  # --reload: the old code stops before the new one starts
         plan = rollout.plan(self.workers.values(), self.generation, self.num_workers, may_spawn)
         for _ in range(plan.spawn):
             self.spawn_worker()
@@ -336,7 +406,9 @@ class Arbiter:
 
     def first_generation_ready(self, ready: int) -> None:
         """Tell systemd we serve; a master started by USR2 now takes over from the old one."""
-        logger.info("Master [%d] ready with %d workers", self.pid, ready)
+        logger.info(
+            "Master [%d] ready with %d worker%s", self.pid, ready, "" if ready == 1 else "s"
+        )
         if self.old_master is None:
             self.notifier.ready(f"{ready} workers")
         else:
@@ -363,8 +435,14 @@ class Arbiter:
         return fork_worker(self.generation, self.worker_main)
 
     def worker_main(self, write_fd: int) -> int:
-        """In a forked worker: shed the master's signal handling, pipes, pid file and
-        control socket, then serve; the exit code."""
+        """In a forked worker: shed the master's state, then serve; the exit code."""
+        self.shed_master_state()
+        channel = Channel(write_fd, self.pid, interval=min(1.0, self.healthcheck / 4))
+        return serve_forked(self.config, self.listeners, channel, self.name)
+
+    def shed_master_state(self) -> None:
+        """In a child the master forked: drop its signal handling, pipes, pid file, control
+        socket and watcher (they are the master's alone)."""
         self.signals.reset_in_child()
         self.selector.close()
         for other in self.workers.values():
@@ -373,8 +451,9 @@ class Arbiter:
         if self.control is not None:
             self.control.sock.close()
             self.control = None
-        channel = Channel(write_fd, self.pid, interval=min(1.0, self.healthcheck / 4))
-        return serve_forked(self.config, self.listeners, channel, self.name)
+        if self.watcher is not None:
+            self.watcher.close()
+            self.watcher = None
 
     def retire_worker(self, worker: WorkerProcess, now: float) -> None:
         """Drain ``worker`` gracefully (SIGTERM), SIGKILL after the shutdown bound."""
@@ -395,6 +474,15 @@ class Arbiter:
         how = describe_status(status)
         if worker.state is WorkerState.STOPPING or self.stopping:
             logger.info("Worker [%d] exited (%s)", worker.pid, how)
+            return
+        if exit_code(status) == STARTUP_FAILURE and self.watcher is not None:
+            logger.error(
+                "Worker [%d] failed to start (%s); waiting for file changes before "
+                "starting it again",
+                worker.pid,
+                how,
+            )
+            self.waiting_for_change = True
             return
         if exit_code(status) == STARTUP_FAILURE:
             logger.error("Worker [%d] failed to start (%s); stopping", worker.pid, how)

@@ -33,6 +33,7 @@ from tricorn.master.process import WorkerProcess
 from tricorn.master.signals import reopen_log_files
 from tricorn.master.sockets import BindError, Listeners
 from tricorn.master.systemd import SYSTEMD_VARIABLES
+from tricorn.master.watcher import forget_user_modules
 from tricorn.worker.channel import Channel
 from tricorn.worker.server import Server
 
@@ -63,6 +64,10 @@ class WorkerServer(Server):
 
     def __init__(self, config: Any, channel: Channel) -> None:
         self.channel = channel
+        if getattr(config, "reload", False):
+            # --reload replaces the only worker stop-then-start: no other worker takes the
+            # client's next request, so idle connections get the single-process grace.
+            self.drain_idle_grace = Server.drain_idle_grace
         super().__init__(config)
 
     def on_started(self) -> None:
@@ -179,6 +184,8 @@ def run_worker(config: Any, sockets: list[socket.socket], channel: Channel, name
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGABRT, _abort)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if getattr(config, "reload", False):
+        forget_user_modules(config.reload_dirs)
     if not config.loaded:
         try:
             config.load()
