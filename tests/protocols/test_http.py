@@ -1033,6 +1033,23 @@ async def test_access_log_root_path_ipv6_and_unix(
     assert args == [("[::1]:4000", "GET", "/api/x", "1.1", 200), ("", "GET", "/y", "1.1", 200)]
 
 
+async def test_access_log_names_the_forwarded_client(
+    http_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As uvicorn: behind a trusted proxy the log shows the client, not the proxy.
+    caplog.set_level(logging.INFO, logger="tricorn.access")
+    settings = {"proxy_headers": True, "forwarded_allow_ips": "127.0.0.1"}
+    conn = Conn(http_backend, plain_app(), **settings)
+    head = b"GET /f HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n"
+    await conn.exchange(head)
+    untrusted = Conn(http_backend, plain_app(), peername=("192.0.2.1", 4000), **settings)
+    await untrusted.exchange(head)
+    args = [r.args for r in access_records(caplog)]
+    assert args == [("203.0.113.7:0", "GET", "/f", "1.1", 200)] + [
+        ("192.0.2.1:4000", "GET", "/f", "1.1", 200)
+    ]
+
+
 async def test_access_log_escapes_target(
     http_backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+from typing import Any
 
 
 def get_remote_addr(transport: asyncio.BaseTransport) -> tuple[str, int] | None:
@@ -55,6 +56,13 @@ def format_addr(addr: tuple[str, int | None] | None) -> str:
     if ":" in host:
         return f"[{host}]:{port}"
     return f"{host}:{port}"
+
+
+def scope_client_addr(scope: dict[str, Any], peer: Any, peer_addr: str) -> str:
+    """The client for the access log: the scope's, which ``--proxy-headers`` may have
+    rewritten to the forwarded client (``peer_addr`` is the socket peer, pre-formatted)."""
+    client = scope.get("client")
+    return peer_addr if client is peer else format_addr(client)
 
 
 def connection_tokens(value: bytes) -> set[bytes]:

@@ -63,6 +63,7 @@ class WSConn:
         subprotocols: Sequence[str] | None = None,
         deflate: bool = False,
         sslcontext: Any = None,
+        headers: dict[str, str] | None = None,
         **settings: Any,
     ) -> None:
         self.loop = asyncio.get_running_loop()
@@ -83,6 +84,8 @@ class WSConn:
             max_size=None,
         )
         self.request = self.client.connect()
+        for name, value in (headers or {}).items():
+            self.request.headers[name] = value
         self.client.send_request(self.request)
 
     # -- driving ------------------------------------------------------------------------

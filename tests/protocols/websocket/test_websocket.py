@@ -517,6 +517,20 @@ async def test_access_log_line_for_accepted_and_safe_path(
     assert caplog.messages == ['127.0.0.1:50000 - "WebSocket /a\\x22b%0A" [accepted]']
 
 
+async def test_access_log_names_the_forwarded_client(
+    ws_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tricorn.access")
+    forwarded = {"X-Forwarded-For": "203.0.113.7"}
+    conn = WSConn(ws_backend, echo_app, headers=forwarded, proxy_headers=True)
+    conn.open()
+    await conn.turn()
+    accepted(conn.received())
+    conn.send_close()
+    await conn.settle()
+    assert caplog.messages == ['203.0.113.7:0 - "WebSocket /" [accepted]']
+
+
 async def test_trace_logs_frames_as_sizes(
     ws_backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -24,7 +24,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from tricorn.protocols.http.errors import ClientDisconnected, status_line
-from tricorn.protocols.utils import connection_tokens, log_safe
+from tricorn.protocols.utils import connection_tokens, log_safe, scope_client_addr
 
 if TYPE_CHECKING:
     from tricorn.protocols.http.connection import HTTPConnection
@@ -371,7 +371,7 @@ class RequestResponseCycle:
         conn = self.conn
         access_logger.info(
             '%s - "%s %s HTTP/%s" %d',
-            conn.client_addr,
+            scope_client_addr(self.scope, conn.client, conn.client_addr),
             self.scope["method"],
             log_safe(conn.raw_root_path + self.target),
             self.http_version,

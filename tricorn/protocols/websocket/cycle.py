@@ -42,7 +42,7 @@ from urllib.parse import unquote_to_bytes
 
 from tricorn.protocols.base import TRACE, BaseConnection, access_logger, logger
 from tricorn.protocols.http.errors import ClientDisconnected, status_line
-from tricorn.protocols.utils import is_ssl, log_safe
+from tricorn.protocols.utils import is_ssl, log_safe, scope_client_addr
 from tricorn.protocols.websocket.errors import (
     ABNORMAL_CLOSURE,
     INTERNAL_ERROR,
@@ -557,7 +557,7 @@ class WebSocketConnection(BaseConnection):
     def log_access(self, outcome: str) -> None:
         access_logger.info(
             '%s - "WebSocket %s" %s',
-            self.client_addr,
+            scope_client_addr(self.scope, self.client, self.client_addr),
             log_safe(self.raw_root_path + self.target),
             outcome,
             extra={"duration": self.loop.time() - self.start_time, "size": 0},
