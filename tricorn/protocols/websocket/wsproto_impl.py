@@ -3,14 +3,16 @@
 Only translation lives here. wsproto validates UTF-8 itself and reports a frame it cannot
 parse as a ``CloseConnection`` event while the connection is still open (or closing from
 our side); a real close frame moves it to REMOTE_CLOSING or CLOSED, which tells the two
-apart. It does not limit message sizes: the shared cycle does, from the sizes given here.
+apart. It does not limit message sizes: the shared cycle does, from the sizes given here,
+except while inflating a compressed message, which ``_BoundedDeflate`` stops at ws_max_size.
 Its ``Request`` event leaves some headers out, so the scope's headers are read from the
 request head itself (already validated by wsproto's h11 parser when the event arrives).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import zlib
+from typing import Any
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
@@ -26,6 +28,7 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 from wsproto.utilities import RemoteProtocolError
 
 from tricorn.protocols.websocket.cycle import (
@@ -34,9 +37,7 @@ from tricorn.protocols.websocket.cycle import (
     MAX_HANDSHAKE,
     WebSocketConnection,
 )
-
-if TYPE_CHECKING:
-    pass
+from tricorn.protocols.websocket.errors import MESSAGE_TOO_BIG
 
 _STILL_OURS = (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING)
 _CAN_CLOSE = (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING)
@@ -56,6 +57,68 @@ def head_headers(head: bytes) -> list[tuple[bytes, bytes]]:
         name, _, value = line.partition(b":")
         headers.append((name.strip().lower(), value.strip(b" \t")))
     return headers
+
+
+class _BoundedDeflate(PerMessageDeflate):
+    """wsproto's permessage-deflate, inflating at most ``max_size`` bytes per message.
+
+    wsproto inflates each received chunk in one unbounded zlib call, so a few KiB of
+    compressed zeros would take gigabytes before the cycle could count them. Here zlib
+    stops one byte past the limit and the connection fails with 1009 (wsproto turns the
+    returned ``CloseReason`` into a ``CloseConnection`` event). The end-of-message flush is
+    left to wsproto: it inflates only the 4-byte tail (a few KiB at most), which the cycle's
+    own size check counts.
+
+    Control frames are kept out of the message's state: wsproto resets it on a ping between
+    two fragments, and the rest of the message then arrives still compressed
+    (python-hyper/wsproto#205). Uses wsproto's private inbound fields, the same in 1.2 and 1.3.
+    """
+
+    def __init__(self, max_size: int | None) -> None:
+        super().__init__()
+        self.max_size = max_size
+        self.inflated = 0  # bytes of the message being received, once inflated
+
+    def frame_inbound_header(
+        self,
+        proto: FrameDecoder | FrameProtocol,
+        opcode: Opcode,
+        rsv: RsvBits,
+        payload_length: int,
+    ) -> CloseReason | RsvBits:
+        if opcode.iscontrol():
+            if rsv.rsv1:
+                return CloseReason.PROTOCOL_ERROR
+            self._inbound_is_compressible = False
+            return RsvBits(True, False, False)
+        if opcode is not Opcode.CONTINUATION:
+            self.inflated = 0
+        return super().frame_inbound_header(proto, opcode, rsv, payload_length)
+
+    def frame_inbound_payload_data(
+        self, proto: FrameDecoder | FrameProtocol, data: bytes
+    ) -> bytes | CloseReason:
+        max_size = self.max_size
+        if max_size is None or not (self._inbound_compressed and self._inbound_is_compressible):
+            return super().frame_inbound_payload_data(proto, data)
+        decompressor = self._decompressor
+        assert decompressor is not None
+        try:
+            # Output below the bound means all input was consumed: nothing is left behind.
+            inflated = decompressor.decompress(data, max_size - self.inflated + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self.inflated += len(inflated)
+        if self.inflated > max_size:
+            return CloseReason.MESSAGE_TOO_BIG
+        return inflated
+
+    def frame_inbound_complete(
+        self, proto: FrameDecoder | FrameProtocol, fin: bool
+    ) -> bytes | CloseReason | None:
+        if not self._inbound_is_compressible:
+            return None  # a control frame: the message it interrupted goes on
+        return super().frame_inbound_complete(proto, fin)
 
 
 class WSProtoProtocol(WebSocketConnection):
@@ -99,7 +162,11 @@ class WSProtoProtocol(WebSocketConnection):
             elif isinstance(event, CloseConnection):
                 if conn.state in _STILL_OURS:
                     # Not a close frame: wsproto could not parse the client's bytes.
-                    self.fail(int(event.code), event.reason or "")
+                    code = int(event.code)
+                    reason = event.reason or ""
+                    if code == MESSAGE_TOO_BIG:  # from _BoundedDeflate; as the cycle says it
+                        reason = f"message over {self.max_size} bytes"
+                    self.fail(code, reason)
                     return
                 if conn.state is ConnectionState.REMOTE_CLOSING:
                     self.write(conn.send(event.response()))
@@ -111,7 +178,7 @@ class WSProtoProtocol(WebSocketConnection):
     def accept_bytes(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> bytes:
         extensions: list[Extension] = []
         if self.per_message_deflate:
-            extensions.append(PerMessageDeflate())
+            extensions.append(_BoundedDeflate(self.max_size))
         event = AcceptConnection(
             subprotocol=subprotocol, extensions=extensions, extra_headers=headers
         )
