@@ -15,8 +15,10 @@ to single bytes. The one invariant: whatever arrives, the server's only outcomes
 
 No exception may escape the protocol (not from ``data_received``, not from the event loop,
 not from the app's ``receive``/``send``), nothing may be logged at ERROR, and half a
-response is a failure. Valid requests must also get byte-for-byte the same answers from
-both backends (Date aside). ``tests/test_fuzz_http.py`` runs a short bounded version.
+response is a failure. Both backends must also give the same verdict on any input, valid
+or not, cut the same way: the same responses byte for byte (Date aside; so the same
+statuses in the same order) and the same closed flag. ``tests/test_fuzz_http.py`` runs a
+short bounded version.
 """
 
 from __future__ import annotations
@@ -317,7 +319,11 @@ def parse_responses(output: bytes, methods: list[str]) -> list[Response]:
 
 def check(backend: str, data: bytes, cuts: list[int]) -> None:
     """Run one exchange and assert the invariant from the module docstring."""
-    output, closed, log = run_exchange(backend, data, cuts)
+    check_outcome(*run_exchange(backend, data, cuts))
+
+
+def check_outcome(output: bytes, closed: bool, log: AppLog) -> None:
+    """Assert the invariant on what one exchange produced."""
     responses = parse_responses(output, log.methods)
     final = [r for r in responses if r.status != 100]
     for index, response in enumerate(final):
@@ -339,13 +345,21 @@ _DATE = re.compile(rb"\r\ndate: [^\r\n]*")
 
 
 def check_same_answers(data: bytes, cuts: list[int]) -> None:
-    """Valid requests get byte-for-byte the same answers from both backends (Date aside)."""
-    outputs = []
+    """Any input gets the same verdict from both backends.
+
+    The same responses byte for byte (Date aside), hence the same statuses in the same
+    order, and the same closed flag; each backend also keeps the invariant.
+    """
+    outcomes = []
     for backend in BACKENDS:
-        check(backend, data, cuts)
-        output, closed, _ = run_exchange(backend, data, cuts)
-        outputs.append((_DATE.sub(b"\r\ndate: -", output), closed))
-    assert outputs[0] == outputs[1], f"backends differ: {outputs[0]!r} != {outputs[1]!r}"
+        output, closed, log = run_exchange(backend, data, cuts)
+        check_outcome(output, closed, log)
+        statuses = [r.status for r in parse_responses(output, log.methods)]
+        outcomes.append((statuses, closed, _DATE.sub(b"\r\ndate: -", output)))
+    assert outcomes[0] == outcomes[1], "backends differ:\n" + "\n".join(
+        f"  {backend}: statuses {statuses} closed={closed} output={output[:300]!r}"
+        for backend, (statuses, closed, output) in zip(BACKENDS, outcomes, strict=True)
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -362,6 +376,26 @@ _HEADER_VALUES = st.one_of(
     st.sampled_from(
         ["", "0", "5", "-1", "1 , 1", "chunked", "gzip", "close", "keep-alive", "100-continue"]
     ),
+    # values where lenient and strict parsers part ways
+    st.sampled_from(
+        [
+            "3, 3",
+            " 3 ",
+            "+3",
+            "03",
+            "18446744073709551616",
+            "chunked, chunked",
+            "gzip, chunked",
+            "chunked, gzip",
+            "chunked\t",
+            "Chunked ",
+            ",chunked",
+            "a\x01b",
+            "a\x7fb",
+            "a\r\n b",
+            "100-continue ",
+        ]
+    ),
     st.text(alphabet=st.characters(codec="latin-1"), max_size=30),
 )
 _HEADER_NAMES = st.one_of(
@@ -372,11 +406,20 @@ _HEADER_NAMES = st.one_of(
 )
 
 
+# How a chunk size line may look: mostly right, sometimes in ways only lenient parsers take.
+_CHUNK_SIZE_LINES = st.sampled_from(
+    [b"%x\r\n"] * 6
+    + [b"%X\r\n", b"00%x\r\n", b"%x;a\r\n", b"%x;a=b;c\r\n", b'%x;a="b \\" c"\r\n']
+    + [b"%x \r\n", b"%x\t\r\n", b"%x\n", b"%x;\r\n", b"%x; a\r\n", b"0x%x\r\n", b"%x\r\r\n"]
+)
+
+
 @st.composite
 def _chunked_body(draw: st.DrawFn) -> bytes:
     parts = draw(st.lists(st.binary(min_size=1, max_size=20), max_size=4))
-    out = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts)
-    return out + draw(st.sampled_from([b"0\r\n\r\n", b"0\r\nx-t: 1\r\n\r\n", b"", b"zz\r\n"]))
+    out = b"".join(draw(_CHUNK_SIZE_LINES) % len(p) + p + b"\r\n" for p in parts)
+    end = [b"0\r\n\r\n", b"0\r\nx-t: 1\r\n\r\n", b"", b"zz\r\n", b"0\n\n", b"0\r\n\n"]
+    return out + draw(st.sampled_from(end))
 
 
 _SAFE_PATH = st.text(alphabet="abcxyz0123456789-._~%/", max_size=20).map(lambda p: "/" + p)
@@ -430,19 +473,42 @@ def _wild_request(draw: st.DrawFn) -> bytes:
     return head.encode("latin-1") + b"\r\n" + body
 
 
+# Bytes that are structure somewhere in a request (line ends, separators, framing).
+_INSERTS = [
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"\x00",
+    b" ",
+    b":",
+    b"\t",
+    b"\x01",
+    b"\x7f",
+    b",",
+    b";",
+    b"\r\n ",
+    b"\r\n\r\n",
+    b"Content-Length: 1\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+]
+
+
 @st.composite
 def _mutated(draw: st.DrawFn) -> bytes:
     """A valid request with a few bytes flipped, removed, inserted or repeated."""
     data = bytearray(draw(_valid_request()))
     for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["flip", "delete", "insert", "repeat", "truncate"]))
+        kind = draw(st.sampled_from(["flip", "delete", "insert", "repeat", "truncate", "case"]))
         at = draw(st.integers(0, len(data)))
         if kind == "flip" and at < len(data):
             data[at] = draw(st.integers(0, 255))
         elif kind == "delete":
             del data[at : at + draw(st.integers(1, 8))]
         elif kind == "insert":
-            data[at:at] = draw(st.sampled_from([b"\r\n", b"\n", b"\r", b"\x00", b" ", b":"]))
+            data[at:at] = draw(st.sampled_from(_INSERTS))
+        elif kind == "case":
+            end = at + draw(st.integers(1, 8))
+            data[at:end] = data[at:end].swapcase()
         elif kind == "repeat":
             data[at:at] = data[at : at + draw(st.integers(1, 16))] * draw(st.integers(1, 50))
         else:
@@ -498,7 +564,8 @@ def main() -> None:
     args = parser.parse_args()
     for backend in args.http or BACKENDS:
         _run(f"--http {backend}", partial(check, backend), http_case(), args)
-    _run("both backends alike", check_same_answers, http_case(valid_input), args)
+    _run("both backends alike, valid requests", check_same_answers, http_case(valid_input), args)
+    _run("both backends alike, any input", check_same_answers, http_case(), args)
     print("no failure found", file=sys.stderr)
 
 

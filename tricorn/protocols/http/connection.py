@@ -19,12 +19,14 @@ Theory of operation
   ``Connection: close``) or its keep-alive timeout, because a request may be on its way.
 * Limits (head size, target length, header count) and request smuggling guards (both
   Content-Length and Transfer-Encoding, unknown transfer codings, missing Host) are checked
-  here so both backends refuse exactly the same requests.
+  here so both backends refuse exactly the same requests. What llhttp refuses while parsing
+  (``--http httptools``) the h11 backend refuses the same way before h11 sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
@@ -58,6 +60,50 @@ _REQUEST_HEADERS = {
     b"upgrade": _UPGRADE,
 }
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+# Every method llhttp accepts on an HTTP/1.x request line (probed with httptools 0.9); both
+# backends serve these and refuse any other with 400. llhttp refuses a method as soon as its
+# bytes stop spelling one of these, before the token is complete, so it cannot tell an
+# unknown method (RFC 9110 9.1 would suggest 501) from garbage such as a TLS handshake: 400
+# is the answer that does not depend on how the bytes were cut.
+HTTP_METHODS = frozenset(
+    (
+        b"ACL BIND CHECKOUT CONNECT COPY DELETE GET HEAD LINK LOCK M-SEARCH MERGE MKACTIVITY "
+        b"MKCALENDAR MKCOL MOVE NOTIFY OPTIONS PATCH POST PROPFIND PROPPATCH PURGE PUT QUERY "
+        b"REBIND REPORT SEARCH SOURCE SUBSCRIBE TRACE UNBIND UNLINK UNLOCK UNSUBSCRIBE"
+    ).split()
+)
+# "chunked" as the last coding, followed by spaces only: llhttp's reading of a chunked body.
+CHUNKED_FINAL = re.compile(rb"(?:^|,[ \t]*)chunked *\Z", re.IGNORECASE)
+
+
+def version_error(http_version: str) -> HTTPProtocolError:
+    """The error for a request version other than 1.0 and 1.1.
+
+    0.9 (llhttp's name for a request line without a version) is not an HTTP/1 request: 400.
+    Anything above is a version we do not speak: 505.
+    """
+    if http_version < "1.0":
+        return HTTPProtocolError(400, f"invalid HTTP version {http_version!r}")
+    return HTTPProtocolError(505, f"unsupported HTTP version {http_version!r}")
+
+
+def transfer_coding_error(value: bytes) -> HTTPProtocolError | None:
+    """Check a request's Transfer-Encoding value: None when the body is plainly chunked.
+
+    RFC 9112 6.1/6.3: "chunked" anywhere but last, or twice, leaves the body length unknown
+    (400). Any other coding, before "chunked" or alone, is one we do not implement (501).
+    Empty list elements are ignored (RFC 9110 5.6.1). Only spaces may follow the final
+    "chunked": llhttp reads "chunked<TAB>" as another coding and fails after the head, so
+    both backends refuse it (400) before the app starts.
+    """
+    codings = [coding for coding in (c.strip(b" \t").lower() for c in value.split(b",")) if coding]
+    if not codings or b"chunked" in codings[:-1]:
+        return HTTPProtocolError(400, "chunked is not the final transfer coding, once")
+    if any(coding != b"chunked" for coding in codings):
+        return HTTPProtocolError(501, "unsupported transfer coding")
+    if CHUNKED_FINAL.search(value) is None:
+        return HTTPProtocolError(400, "invalid Transfer-Encoding")
+    return None
 
 
 async def service_unavailable(scope: Any, receive: Any, send: Any) -> None:
@@ -206,11 +252,7 @@ class HTTPConnection(BaseConnection):
         self.head_started = None
         self.idle_since = None
         if http_version != "1.1" and http_version != "1.0":
-            # Below 1.0 (or no version at all, which llhttp calls 0.9) is not an HTTP/1
-            # request; above 1.1 is a version we do not speak.
-            if http_version < "1.0":
-                raise HTTPProtocolError(400, f"invalid HTTP version {http_version!r}")
-            raise HTTPProtocolError(505, f"unsupported HTTP version {http_version!r}")
+            raise version_error(http_version)
         if len(target) > MAX_TARGET:
             raise HTTPProtocolError(414, "request target too long")
         if len(headers) > MAX_HEADERS:
@@ -232,8 +274,8 @@ class HTTPConnection(BaseConnection):
             if kind == _HOST:
                 hosts += 1
             elif kind == _CONTENT_LENGTH:
-                if content_length is not None and content_length != value:
-                    raise HTTPProtocolError(400, "conflicting Content-Length headers")
+                if content_length is not None:  # even an equal one: llhttp refuses it too
+                    raise HTTPProtocolError(400, "repeated Content-Length header")
                 content_length = value
             elif kind == _TRANSFER_ENCODING:
                 if transfer_encoding is not None:
@@ -248,9 +290,16 @@ class HTTPConnection(BaseConnection):
                 if b"upgrade" in tokens:
                     connection_upgrade = True
             elif kind == _EXPECT:
-                expect_continue = value.lower() == b"100-continue" and http_version == "1.1"
+                # rstrip: llhttp leaves trailing whitespace in values, h11 does not
+                expect_continue = (
+                    value.rstrip(b" \t").lower() == b"100-continue" and http_version == "1.1"
+                )
             else:
                 upgrade = value
+        # Before the size and framing checks: h11 refuses a bad Host while parsing, so this
+        # order gives both backends the same status when a request has several faults.
+        if hosts != 1 and (hosts or http_version == "1.1"):
+            raise HTTPProtocolError(400, "a request needs exactly one Host header")
         if size > self.max_head:
             # A whole head can arrive in one read, where the incomplete-head check never sees it.
             raise HTTPProtocolError(431, "request head too large")
@@ -258,10 +307,11 @@ class HTTPConnection(BaseConnection):
             # Either one framing or the other: both at once is how requests get smuggled.
             if content_length is not None:
                 raise HTTPProtocolError(400, "both Content-Length and Transfer-Encoding")
-            if transfer_encoding.strip().lower() != b"chunked":
-                raise HTTPProtocolError(501, "unsupported transfer coding")
-        if hosts != 1 and (hosts or http_version == "1.1"):
-            raise HTTPProtocolError(400, "a request needs exactly one Host header")
+            error = transfer_coding_error(transfer_encoding)
+            if error is not None:
+                raise error
+            if http_version == "1.0":
+                keep_alive = False  # RFC 9112 6.1: close after an HTTP/1.0 chunked request
         if (
             # Upgrade means nothing unless Connection names it (RFC 9110 7.8).
             connection_upgrade
@@ -302,7 +352,12 @@ class HTTPConnection(BaseConnection):
             path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
         else:
             path = raw_path.decode("ascii")
-        method_str = _METHODS.get(method) or method.decode("ascii")
+        method_str = _METHODS.get(method)
+        if method_str is None:
+            # llhttp also takes RTSP methods on an "RTSP/1.0" request line; not HTTP.
+            if method not in HTTP_METHODS:
+                raise HTTPProtocolError(400, "invalid method for HTTP")
+            method_str = method.decode("ascii")
         root_path = self.root_path
         scope: dict[str, Any] = {
             "type": "http",
