@@ -91,6 +91,23 @@ async def test_scope_has_every_asgi_key(http_backend: str) -> None:
     assert state["shared"] is shared
 
 
+async def test_scope_header_values_lose_surrounding_whitespace(http_backend: str) -> None:
+    # RFC 9110 5.5: optional whitespace around a field value is not part of it.
+    scopes: list[Scope] = []
+    conn = Conn(http_backend, scope_recorder(scopes))
+    request = b"GET / HTTP/1.1\r\nHost: a \r\nX-A:  b c \t\r\nX-B:\t\r\nContent-Length: 0  \r\n\r\n"
+    for mode in ("whole", "bytewise"):
+        if mode == "whole":
+            assert await conn.exchange(request) == NO_CONTENT
+        else:
+            for byte in request:
+                conn.feed(bytes([byte]))
+            await conn.settle()
+    assert [scope["headers"] for scope in scopes] == 2 * [
+        [(b"host", b"a"), (b"x-a", b"b c"), (b"x-b", b""), (b"content-length", b"0")]
+    ]
+
+
 async def test_scope_state_is_copied_per_request(http_backend: str) -> None:
     seen: list[dict[str, Any]] = []
 

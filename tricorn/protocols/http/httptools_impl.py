@@ -81,7 +81,13 @@ class HTTPToolsProtocol(HTTPConnection):
         if self.priming or not self.in_head:
             return  # trailer fields after a chunked body are not request headers (h11 agrees)
         headers = self.headers
-        headers.append((name.lower(), value))
+        name = name.lower()
+        if value.endswith((b" ", b"\t")) and name != b"transfer-encoding":
+            # RFC 9110 5.5: trailing whitespace is not part of the value (h11 drops it too).
+            # Transfer-Encoding stays raw: "chunked\t" is not chunked to llhttp, and the
+            # shared framing check must see what llhttp saw.
+            value = value.rstrip(b" \t")
+        headers.append((name, value))
         if len(headers) > MAX_HEADERS:
             raise HTTPProtocolError(431, "too many header fields")
 
