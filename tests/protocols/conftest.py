@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -243,6 +244,27 @@ def response(
         + headers
         + b"\r\n"
         + body
+    )
+
+
+# The body the server sends with each protocol error it answers itself.
+ERROR_BODIES = {
+    400: b"Invalid HTTP request received.",
+    414: b"Request target too long.",
+    431: b"Request header fields too large.",
+    501: b"Unsupported transfer coding.",
+    505: b"HTTP version not supported.",
+}
+
+
+def error(status: int) -> bytes:
+    """Expected bytes of the server's own error response (it then closes)."""
+    body = ERROR_BODIES[status]
+    return response(
+        b"%d %s" % (status, HTTPStatus(status).phrase.encode()),
+        b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n" % len(body),
+        body,
     )
 
 

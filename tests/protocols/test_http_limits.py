@@ -9,32 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from http import HTTPStatus
 from typing import Any
 
 import pytest
 
-from tests.protocols.conftest import GET, Conn, Receive, Scope, Send, plain_app, response, until
+from tests.protocols.conftest import (
+    ERROR_BODIES,
+    GET,
+    Conn,
+    Receive,
+    Scope,
+    Send,
+    error,
+    plain_app,
+    response,
+    until,
+)
 from tests.utils import TIME_UNIT, run_server
-
-BODIES = {
-    400: b"Invalid HTTP request received.",
-    414: b"Request target too long.",
-    431: b"Request header fields too large.",
-    501: b"Unsupported transfer coding.",
-    505: b"HTTP version not supported.",
-}
-
-
-def error(status: int) -> bytes:
-    body = BODIES[status]
-    return response(
-        b"%d %s" % (status, HTTPStatus(status).phrase.encode()),
-        b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
-        b"connection: close\r\n" % len(body),
-        body,
-    )
-
 
 HELLO = response(b"200 OK", b"content-length: 13\r\n", b"Hello, world!")
 HOST = b"Host: x\r\n"
@@ -306,12 +297,12 @@ def test_broken_requests_over_a_socket(http_backend: str) -> None:
             assert out.startswith(b"HTTP/1.1 %d " % status), (data[:40], out[:80])
             head, _, body = out.partition(b"\r\n\r\n")
             assert b"\r\nconnection: close" in head
-            assert body == BODIES[status]
+            assert body == ERROR_BODIES[status]
         # a good request followed by garbage on one socket
         out = exchange_raw(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\nBROKEN\r\n\r\n")
         assert out.startswith(b"HTTP/1.1 200 OK\r\n")
         assert b"Hello, world!HTTP/1.1 400 Bad Request\r\n" in out
-        assert out.endswith(BODIES[400])
+        assert out.endswith(ERROR_BODIES[400])
     assert app.calls == ["/"]
 
 
@@ -321,5 +312,5 @@ def test_head_too_large_over_a_socket(http_backend: str) -> None:
         data = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"a" * (100 * 1024) + b"\r\n\r\n"
         out = exchange_raw(server.port, data)
         assert out.startswith(b"HTTP/1.1 431 ")
-        assert out.endswith(BODIES[431])
+        assert out.endswith(ERROR_BODIES[431])
     assert app.calls == []

@@ -12,29 +12,9 @@ reaches the app.
 
 from __future__ import annotations
 
-from http import HTTPStatus
-
 import pytest
 
-from tests.protocols.conftest import Conn, Receive, Scope, Send, response, until
-
-BODIES = {
-    400: b"Invalid HTTP request received.",
-    414: b"Request target too long.",
-    431: b"Request header fields too large.",
-    501: b"Unsupported transfer coding.",
-    505: b"HTTP version not supported.",
-}
-
-
-def error(status: int) -> bytes:
-    body = BODIES[status]
-    return response(
-        b"%d %s" % (status, HTTPStatus(status).phrase.encode()),
-        b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
-        b"connection: close\r\n" % len(body),
-        body,
-    )
+from tests.protocols.conftest import Conn, Receive, Scope, Send, error, response, until
 
 
 def ok(body: bytes = b"", *, close: bool = False) -> bytes:
