@@ -13,7 +13,13 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
-from tricorn.protocols.utils import format_addr, get_local_addr, get_remote_addr, is_ssl
+from tricorn.protocols.utils import (
+    Wakeup,
+    format_addr,
+    get_local_addr,
+    get_remote_addr,
+    is_ssl,
+)
 
 if TYPE_CHECKING:
     from tricorn.config import Config
@@ -48,7 +54,7 @@ class BaseConnection(asyncio.Protocol):
         "client_addr",
         "scheme",
         "writing_paused",
-        "drain_waiter",
+        "drained",
         "shutting_down",
     )
 
@@ -80,7 +86,7 @@ class BaseConnection(asyncio.Protocol):
         self.client_addr = ""
         self.scheme = self.schemes[0]
         self.writing_paused = False
-        self.drain_waiter: asyncio.Future[None] | None = None
+        self.drained = Wakeup()
         self.shutting_down = False
         self.setup()
 
@@ -130,16 +136,9 @@ class BaseConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writing_paused = False
-        waiter = self.drain_waiter
-        if waiter is not None:
-            self.drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self.drained.wake()
 
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark."""
         if self.writing_paused and not self.transport.is_closing():
-            waiter = self.drain_waiter
-            if waiter is None or waiter.done():  # done: a cancelled earlier wait
-                waiter = self.drain_waiter = self.loop.create_future()
-            await waiter
+            await self.drained.wait()

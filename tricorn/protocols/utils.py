@@ -79,3 +79,31 @@ def log_safe(data: bytes) -> str:
     if _UNSAFE.search(data) is None:
         return data.decode("ascii")
     return _UNSAFE.sub(lambda m: b"\\x%02x" % m.group()[0], data).decode("ascii")
+
+
+class Wakeup:
+    """One coroutine waits until another part of the protocol says "something changed".
+
+    The protocols' pattern for receive() and drain(): ``wait()`` parks the caller on a
+    future, ``wake()`` releases it (a no-op when nobody waits). A wait that was cancelled
+    (``wait_for``, a cancel scope) leaves a done future behind; the next ``wait()`` replaces
+    it rather than returning at once.
+    """
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        future = self._future
+        if future is not None:
+            self._future = None
+            if not future.done():
+                future.set_result(None)
+
+    async def wait(self) -> None:
+        future = self._future
+        if future is None or future.done():
+            future = self._future = asyncio.get_running_loop().create_future()
+        await future

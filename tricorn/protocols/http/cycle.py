@@ -24,7 +24,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from tricorn.protocols.http.errors import ClientDisconnected, status_line
-from tricorn.protocols.utils import connection_tokens, log_safe, scope_client_addr
+from tricorn.protocols.utils import Wakeup, connection_tokens, log_safe, scope_client_addr
 
 if TYPE_CHECKING:
     from tricorn.protocols.http.connection import HTTPConnection
@@ -65,7 +65,7 @@ class RequestResponseCycle:
         "body_complete",
         "body_delivered",
         "disconnected",
-        "waiter",
+        "wakeup",
         "response_started",
         "response_complete",
         "status",
@@ -101,7 +101,7 @@ class RequestResponseCycle:
         self.body_complete = False
         self.body_delivered = False
         self.disconnected = False
-        self.waiter: asyncio.Future[None] | None = None
+        self.wakeup = Wakeup()  # receive() waits on it for body or disconnect
         # Response
         self.response_started = False
         self.response_complete = False
@@ -133,17 +133,7 @@ class RequestResponseCycle:
         self.wake()
 
     def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def _wait(self) -> None:
-        waiter = self.waiter
-        if waiter is None or waiter.done():  # done: a receive() cancelled while waiting
-            waiter = self.waiter = self.conn.loop.create_future()
-        await waiter
+        self.wakeup.wake()
 
     # -- running the app ----------------------------------------------------------------
 
@@ -216,7 +206,7 @@ class RequestResponseCycle:
                 if self.conn.reading_paused:
                     self.conn.update_reading()
                 return {"type": "http.request", "body": body, "more_body": not self.body_complete}
-            await self._wait()
+            await self.wakeup.wait()
 
     # -- ASGI send ----------------------------------------------------------------------
 

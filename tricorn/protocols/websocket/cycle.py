@@ -42,7 +42,7 @@ from urllib.parse import unquote_to_bytes
 
 from tricorn.protocols.base import TRACE, BaseConnection, access_logger, logger
 from tricorn.protocols.http.errors import ClientDisconnected, status_line
-from tricorn.protocols.utils import is_ssl, log_safe, scope_client_addr
+from tricorn.protocols.utils import Wakeup, is_ssl, log_safe, scope_client_addr
 from tricorn.protocols.websocket.errors import (
     ABNORMAL_CLOSURE,
     INTERNAL_ERROR,
@@ -94,7 +94,7 @@ class WebSocketConnection(BaseConnection):
         "start_time",
         "messages",
         "disconnect",
-        "waiter",
+        "wakeup",
         "parts",
         "message_size",
         "reading_paused",
@@ -124,7 +124,7 @@ class WebSocketConnection(BaseConnection):
         # ASGI receive side: messages not yet read, then the disconnect message.
         self.messages: deque[dict[str, Any]] = deque()
         self.disconnect: dict[str, Any] | None = None
-        self.waiter: asyncio.Future[None] | None = None
+        self.wakeup = Wakeup()  # receive() waits on it for a message or the disconnect
         # The fragmented message being received.
         self.parts: list[Any] = []
         self.message_size = 0
@@ -342,11 +342,7 @@ class WebSocketConnection(BaseConnection):
             self.wake()
 
     def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self.wakeup.wake()
 
     async def receive(self) -> dict[str, Any]:
         messages = self.messages
@@ -360,11 +356,7 @@ class WebSocketConnection(BaseConnection):
                 return message
             if self.disconnect is not None:
                 return self.disconnect
-            waiter = self.waiter
-            # A cancelled receive() (wait_for, a cancel scope) leaves a cancelled future.
-            if waiter is None or waiter.done():
-                waiter = self.waiter = self.loop.create_future()
-            await waiter
+            await self.wakeup.wait()
 
     async def send(self, message: dict[str, Any]) -> None:
         message_type = message["type"]
