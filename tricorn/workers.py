@@ -22,7 +22,6 @@ The worker contract with gunicorn's arbiter, and where each part is kept:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -35,6 +34,7 @@ from typing import Any, ClassVar
 from gunicorn.workers.base import Worker  # type: ignore[import-untyped]
 
 from tricorn.config import STARTUP_FAILURE, Config
+from tricorn.worker.child import exit_now
 from tricorn.worker.server import Server
 
 __all__ = ["TricornWorker", "TricornH11Worker"]
@@ -210,8 +210,7 @@ class TricornWorker(Worker):  # type: ignore[misc]
         finally:
             # Unwinding from here would run through the blocked request and the event
             # loop's cleanup, which may block again: leave now (gunicorn would SIGKILL).
-            _flush_logs()
-            os._exit(1)
+            exit_now(1)
 
 
 class TricornH11Worker(TricornWorker):
@@ -255,12 +254,3 @@ class _GunicornServer(Server):
             self.worker.stop_quickly(self)
             return
         self.worker.stop_gracefully(self)
-
-
-def _flush_logs() -> None:
-    for handler in logging.getLogger("tricorn.error").handlers:
-        with contextlib.suppress(Exception):
-            handler.flush()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()

@@ -41,10 +41,10 @@ class ChangeFilter:
     def __init__(
         self, roots: Iterable[Path], includes: Iterable[str], excludes: Iterable[str]
     ) -> None:
-        self.roots = sorted((Path(root) for root in roots), key=lambda p: len(p.parts))
+        self.roots = [Path(root) for root in roots]  # from watched_dirs(): never nested
         self.includes = list(includes) or list(DEFAULT_INCLUDES)
         # An include given on purpose wins over a default exclude (`--reload-include .env`).
-        excludes = [e for e in list(excludes) or list(DEFAULT_EXCLUDES) if e not in includes]
+        excludes = [e for e in list(excludes) or DEFAULT_EXCLUDES if e not in self.includes]
         self.exclude_dirs = [Path(e).resolve() for e in excludes if Path(e).is_dir()]
         self.excludes = [e for e in excludes if not Path(e).is_dir()]
 
@@ -56,7 +56,7 @@ class ChangeFilter:
             return False
         if any(path.is_relative_to(directory) for directory in self.exclude_dirs):
             return False
-        root = next((r for r in reversed(self.roots) if path.is_relative_to(r)), None)
+        root = next((r for r in self.roots if path.is_relative_to(r)), None)
         parts = path.relative_to(root).parts if root is not None else (path.name,)
         return not any(fnmatch.fnmatch(part, glob) for part in parts for glob in self.excludes)
 
@@ -203,7 +203,7 @@ def forget_user_modules(dirs: Iterable[str]) -> list[str]:
     would then reuse the old module objects. Installed packages and tricorn itself stay.
     Returns the names dropped.
     """
-    roots = watched_dirs(dirs) if list(dirs) else [Path.cwd().resolve()]
+    roots = watched_dirs(dirs)
     paths = sysconfig.get_paths()
     keep = {Path(__file__).parents[1]}  # tricorn
     keep.update(Path(paths[key]) for key in ("purelib", "platlib", "stdlib") if key in paths)

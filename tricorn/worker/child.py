@@ -161,9 +161,11 @@ def exit_now(code: int) -> NoReturn:
 
 
 def _flush() -> None:
-    for handler in logging.getLogger().handlers + logging.getLogger("tricorn").handlers:
-        with contextlib.suppress(Exception):
-            handler.flush()
+    # The root's and ours: a gunicorn worker (tricorn.workers) puts gunicorn's on tricorn.error.
+    for name in (None, "tricorn", "tricorn.error"):
+        for handler in logging.getLogger(name).handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
