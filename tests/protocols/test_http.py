@@ -16,6 +16,7 @@ import pytest
 
 from tests.protocols.conftest import (
     GET,
+    App,
     Conn,
     Message,
     Receive,
@@ -492,8 +493,8 @@ async def test_disconnect_when_client_goes_away(http_backend: str) -> None:
     assert conn.transport.take() == b""
 
 
-async def test_disconnect_while_body_incomplete(http_backend: str) -> None:
-    messages: list[Message] = []
+def record_until_disconnect(messages: list[Message]) -> App:
+    """An app that only reads, keeping every message, until ``http.disconnect``."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         while True:
@@ -502,6 +503,12 @@ async def test_disconnect_while_body_incomplete(http_backend: str) -> None:
             if message["type"] == "http.disconnect":
                 return
 
+    return app
+
+
+async def test_disconnect_while_body_incomplete(http_backend: str) -> None:
+    messages: list[Message] = []
+    app = record_until_disconnect(messages)
     conn = Conn(http_backend, app)
     conn.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
     await until(lambda: messages)
@@ -557,14 +564,7 @@ async def test_half_close_during_streamed_response_closes_after_it(http_backend:
 
 async def test_eof_mid_body_disconnects_and_closes(http_backend: str) -> None:
     messages: list[Message] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] == "http.disconnect":
-                return
-
+    app = record_until_disconnect(messages)
     conn = Conn(http_backend, app)
     conn.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
     await until(lambda: messages)
