@@ -181,7 +181,7 @@ async def _settle(state: Any, *, require_done: bool = False) -> None:
 
 def run_exchange(backend: str, data: bytes, cuts: list[int]) -> tuple[bytes, bool, AppLog]:
     """Feed ``data`` (split at ``cuts``) to a fresh connection; return output, closed, log."""
-    from tricorn.worker.state import ServerState
+    from tricorn.protocols.state import ServerState
 
     log = AppLog()
     config = _config(backend, log)

@@ -26,6 +26,17 @@ from typing import IO, Any, Literal
 
 from tricorn.importer import ImportFromStringError, import_from_string
 from tricorn.logs import LOG_LEVELS, LOGGING_CONFIG, TRACE_LOG_LEVEL
+from tricorn.net.listeners import inherits_sockets
+from tricorn.net.sockets import (
+    BindError,
+    BindSpec,
+    bind_tcp,
+    bind_unix,
+    parse_bind,
+    socket_from_fd,
+    strerror,
+    tcp_address,
+)
 from tricorn.settings import BY_NAME, ConfigError
 from tricorn.tls import default_context, server_context
 
@@ -365,15 +376,7 @@ class Config:
             return True
         if self.limit_max_memory is not None or self.worker_lifetime is not None:
             return True
-        from tricorn.master.reexec import REEXEC_FDS_ENV
-        from tricorn.master.sockets import listen_fds
-
-        if REEXEC_FDS_ENV in os.environ:
-            return True
-        try:
-            return bool(listen_fds(os.environ, os.getpid()))
-        except ValueError:
-            return True  # malformed LISTEN_FDS: the master reports it
+        return inherits_sockets(os.environ, os.getpid())
 
     @property
     def should_reload(self) -> bool:
@@ -508,14 +511,62 @@ class Config:
         imported: Callable[[], asyncio.AbstractEventLoop] = self._import_setting(loop, "--loop")
         return imported
 
+    def bind_specs(self) -> list[BindSpec]:
+        """Where to listen: every ``bind``, plus ``uds`` and ``fd``; else ``host:port``."""
+        specs = [parse_bind(value) for value in self.bind]
+        if self.uds:
+            specs.append(BindSpec("unix", path=self.uds))
+        if self.fd is not None:
+            specs.append(BindSpec("fd", fd=self.fd))
+        if not specs:
+            specs.append(BindSpec("tcp", host=self.host, port=self.port))
+        return specs
+
     def bind_socket(self) -> socket.socket:
-        """A bound (not yet listening) socket for --uds, --fd or --host/--port.
+        """The single-process server's socket for --uds, --fd or --host/--port: bound, not
+        yet listening, inheritable.
 
-        Raises ``ConfigError`` (exit_code 3) with one line when it cannot be had.
+        Raises ``ConfigError`` (exit_code 3) with one line naming the option when it cannot
+        be had.
         """
-        from tricorn.master.sockets import bind_server_socket
+        try:
+            if self.uds is not None:
+                sock = bind_unix(self.uds)
+            elif self.fd is not None:
+                sock = socket_from_fd(self.fd, "--fd", dup=True)
+            else:
+                sock = bind_tcp(self.host, self.port)
+        except BindError as exc:
+            raise ConfigError(self._bind_message(exc), STARTUP_FAILURE) from None
+        sock.set_inheritable(True)
+        return sock
 
-        return bind_server_socket(self)
+    def _bind_message(self, exc: BindError) -> str:
+        # uvicorn's wording: "[Errno 98] could not bind on 127.0.0.1:8000 (--host/--port): ..."
+        error = exc.error
+        if self.uds is not None:
+            if error is None:
+                return f"--uds {self.uds}: {exc.reason}."
+            where = f"unix socket {self.uds} (--uds)"
+        elif self.fd is not None:
+            if error is None:
+                return f"--fd {self.fd}: {exc.reason}."
+            return f"{_errno(error)}--fd {self.fd}: not an open socket: {_lower_first(error)}"
+        else:
+            where = f"{tcp_address(self.host, self.port)} (--host/--port)"
+        if error is None:
+            return str(exc)
+        return f"{_errno(error)}could not bind on {where}: {_lower_first(error)}"
+
+
+def _errno(exc: BaseException) -> str:
+    number = getattr(exc, "errno", None)
+    return f"[Errno {number}] " if number else ""
+
+
+def _lower_first(exc: BaseException) -> str:
+    text = strerror(exc)
+    return text[:1].lower() + text[1:]
 
 
 def _as_list(value: list[str] | tuple[str, ...] | str | None) -> list[str]:

@@ -7,6 +7,8 @@ Loggers:
 * ``tricorn.access`` gets one record per completed response (see ``AccessFormatter``);
 * ``tricorn.asgi`` gets the TRACE records of every ASGI message (``--log-level trace``).
 
+``reopen_log_files()`` is what SIGUSR1 does in the master and in every worker (logrotate).
+
 Fixed messages are an interface (people grep them), so formatters only decorate: they add
 the level prefix and colours and never rewrite or re-escape what the caller logged.
 """
@@ -186,3 +188,24 @@ LOGGING_CONFIG: dict[str, Any] = {
     },
 }
 """The default ``log_config``: a copy is applied, so changing it affects later Configs."""
+
+
+def reopen_log_files() -> int:
+    """Reopen every ``logging.FileHandler`` (after logrotate moved the files); the count."""
+    handlers: list[logging.Handler] = list(logging.getLogger().handlers)
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger):
+            handlers.extend(logger.handlers)
+    reopened = 0
+    for handler in dict.fromkeys(handlers):  # unique, in order
+        if not isinstance(handler, logging.FileHandler):
+            continue
+        handler.acquire()
+        try:
+            if handler.stream is not None:
+                handler.stream.close()
+            handler.stream = handler._open()
+            reopened += 1
+        finally:
+            handler.release()
+    return reopened

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from tricorn.config import STARTUP_FAILURE, Config, ConfigError
-
-if TYPE_CHECKING:
-    from tricorn.master.sockets import Listeners
+from tricorn.master.arbiter import Arbiter
+from tricorn.net.listeners import Listeners
+from tricorn.net.sockets import BindError
+from tricorn.worker.server import Server
 
 logger = logging.getLogger("tricorn.error")
 
@@ -43,11 +44,7 @@ def run(app: Any, **settings: Any) -> None:
                 "You must pass the application as an import string to enable 'reload' or 'workers'."
             )
             sys.exit(STARTUP_FAILURE)
-        from tricorn.master.arbiter import Arbiter
-
         sys.exit(Arbiter(config).run())
-
-    from tricorn.worker.server import Server  # imported late: the server imports protocols
 
     server = Server(config)
     listeners = None
@@ -70,11 +67,9 @@ def run(app: Any, **settings: Any) -> None:
 
 def _bind_listeners(config: Config) -> Listeners:
     # One --bind in one process: bound as the master would, served by the Server.
-    from tricorn.master.sockets import BindError, Listeners
-
-    listeners = Listeners()
+    listeners = Listeners(backlog=config.backlog)
     try:
-        listeners.open(config, environ={})
+        listeners.open(config.bind_specs(), environ={})
     except BindError as exc:
         raise ConfigError(str(exc), STARTUP_FAILURE) from None
     return listeners

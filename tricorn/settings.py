@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import click
 
 from tricorn.logs import LOG_LEVELS, LOGGING_CONFIG
+from tricorn.net.sockets import BindError, parse_bind
 
 
 class ConfigError(ValueError):
@@ -201,8 +202,6 @@ class BindType(_ParamType):
     name = "address"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        from tricorn.master.sockets import BindError, parse_bind
-
         try:
             parse_bind(str(value))
         except BindError as exc:

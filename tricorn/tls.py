@@ -7,12 +7,32 @@ naming the option, before the server listens.
 from __future__ import annotations
 
 import ssl
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from tricorn.settings import ConfigError
 
 
-def server_context(config: Any) -> ssl.SSLContext | None:
+class TLSSettings(Protocol):
+    """What this module reads of a ``tricorn.Config`` (it sits below the config)."""
+
+    ssl_keyfile: str | None
+    ssl_certfile: str | None
+    ssl_keyfile_password: str | None
+    ssl_version: int
+    ssl_cert_reqs: int
+    ssl_ca_certs: str | None
+    ssl_ciphers: str | None
+    # Called as ``factory(config, config.default_ssl_context)``.
+    ssl_context_factory: Callable[[Any, Callable[[], ssl.SSLContext]], ssl.SSLContext] | None
+
+    @property
+    def is_ssl(self) -> bool: ...
+
+    def default_ssl_context(self) -> ssl.SSLContext: ...
+
+
+def server_context(config: TLSSettings) -> ssl.SSLContext | None:
     """The context to serve with: ``ssl_context_factory``'s, else the default one when
     TLS is on (``config.is_ssl``), else None (plain TCP)."""
     factory = config.ssl_context_factory
@@ -28,7 +48,7 @@ def server_context(config: Any) -> ssl.SSLContext | None:
     return None
 
 
-def default_context(config: Any) -> ssl.SSLContext:
+def default_context(config: TLSSettings) -> ssl.SSLContext:
     """The context built from the ``ssl_*`` settings (needs ``ssl_certfile``)."""
     if not config.ssl_certfile:
         raise ConfigError("TLS needs --ssl-certfile (ssl_certfile).")

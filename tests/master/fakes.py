@@ -5,34 +5,27 @@ from __future__ import annotations
 
 import os
 import signal
-from types import SimpleNamespace
 from typing import Any
 
 from tests.worker.helpers import LogCapture
+from tricorn.config import Config
 from tricorn.master.arbiter import Arbiter
 from tricorn.master.process import WorkerProcess, WorkerState
 from tricorn.master.signals import SignalQueue
 
 
-def fake_config(**settings: Any) -> Any:
+def fake_config(**settings: Any) -> Config:
+    """A real ``Config`` for the master's unit tests (nothing is bound or imported)."""
     defaults: dict[str, Any] = {
-        "app": "tests.apps:hello",
-        "host": "127.0.0.1",
         "port": 0,
-        "uds": None,
-        "fd": None,
         "backlog": 16,
         "workers": 2,
-        "loaded": False,
-        "timeout_worker_healthcheck": 5.0,
-        "timeout_graceful_shutdown": 2.0,
-        "limit_max_requests": None,
-        "limit_max_requests_jitter": 0,
-        "ssl": None,
-        "is_ssl": False,
+        "timeout_worker_healthcheck": 5,
+        "timeout_graceful_shutdown": 2,
+        "log_config": None,
     }
     defaults.update(settings)
-    return SimpleNamespace(**defaults)
+    return Config("tests.apps:hello", **defaults)
 
 
 class FakeOS:
@@ -77,7 +70,7 @@ class FakeOS:
 class FakeArbiter(Arbiter):
     """An arbiter whose workers are handles without processes."""
 
-    def __init__(self, config: Any, fake_os: FakeOS, **kwargs: Any) -> None:
+    def __init__(self, config: Config, fake_os: FakeOS, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         self.fake_os = fake_os
         self.next_pid = 1000

@@ -22,14 +22,14 @@ from tricorn.master.process import (
     describe_status,
     exit_code,
 )
-from tricorn.master.rollout import backoff_delay, worker_count
+from tricorn.master.rollout import backoff_delay
 from tricorn.master.signals import SignalQueue
 from tricorn.master.systemd import Notifier, monotonic_usec
 
 
 def started(fake_os: FakeOS, **settings: object) -> FakeArbiter:
     arbiter = FakeArbiter(fake_config(**settings), fake_os)
-    arbiter.num_workers = worker_count(arbiter.config)
+    arbiter.num_workers = arbiter.config.workers
     arbiter.manage_workers()
     return arbiter
 
@@ -64,13 +64,13 @@ def test_worker_count(
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
     if env is not None:
         monkeypatch.setenv("WEB_CONCURRENCY", env)
-    assert worker_count(fake_config(workers=workers)) == expected
+    assert fake_config(workers=workers).workers == expected
 
 
 @pytest.mark.parametrize("bad", [0, -1, "many"])
 def test_worker_count_rejects(bad: object) -> None:
     with pytest.raises(ValueError, match="--workers"):
-        worker_count(fake_config(workers=bad))
+        fake_config(workers=bad)
 
 
 # -- reaping ------------------------------------------------------------------------------

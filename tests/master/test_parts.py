@@ -17,20 +17,19 @@ from tests.master.fakes import Logs, fake_config
 from tests.utils import wait_for
 from tricorn.cli.status import format_age, render
 from tricorn.config import Config
+from tricorn.logs import reopen_log_files
 from tricorn.master.control import ControlError, ControlServer, query
 from tricorn.master.pidfile import PidFile, PidFileError, read_pid
 from tricorn.master.reexec import (
-    REEXEC_FDS_ENV,
     REEXEC_PARENT_ENV,
     child_environment,
     command_line,
-    decode_fds,
-    encode_fds,
     take_parent,
 )
-from tricorn.master.signals import SignalQueue, reopen_log_files, signal_name
-from tricorn.master.sockets import BindError, BindSpec, Listeners, listen_fds, parse_bind
+from tricorn.master.signals import SignalQueue, signal_name
 from tricorn.master.systemd import Notifier
+from tricorn.net.listeners import REEXEC_FDS_ENV, Listeners, decode_fds, encode_fds, listen_fds
+from tricorn.net.sockets import BindError, BindSpec, parse_bind
 
 # -- signal queue -------------------------------------------------------------------------
 
@@ -194,7 +193,7 @@ def test_listeners_bind_several(tmp_path: Path) -> None:
     listeners = Listeners()
     try:
         try:
-            listeners.open(config, environ={})
+            listeners.open(config.bind_specs(), environ={})
         except BindError as exc:
             if "::1" not in str(exc):
                 raise
@@ -226,7 +225,7 @@ def test_listeners_errors(tmp_path: Path) -> None:
         ]:
             listeners = Listeners()
             with pytest.raises(BindError, match=error):
-                listeners.open(config, environ={})
+                listeners.open(config.bind_specs(), environ={})
             assert listeners.sockets == []
     finally:
         busy.close()
@@ -240,10 +239,10 @@ def test_stale_unix_socket_is_replaced_live_one_refused(tmp_path: Path) -> None:
     stale.bind(path)
     stale.close()  # the file stays, nobody listens
     listeners = Listeners()
-    listeners.open(fake_config(uds=path), environ={})
+    listeners.open(fake_config(uds=path).bind_specs(), environ={})
     try:
         with pytest.raises(BindError, match="another server is listening"):
-            Listeners().open(fake_config(uds=path), environ={})
+            Listeners().open(fake_config(uds=path).bind_specs(), environ={})
     finally:
         listeners.close()
 
@@ -255,8 +254,9 @@ def test_listen_fds_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
     sock.listen()
     listeners = Listeners()
     with monkeypatch.context() as patch:
-        patch.setattr("tricorn.master.sockets.SD_LISTEN_FDS_START", sock.fileno())
-        listeners.open(fake_config(), environ={"LISTEN_FDS": "1", "LISTEN_PID": str(os.getpid())})
+        patch.setattr("tricorn.net.listeners.SD_LISTEN_FDS_START", sock.fileno())
+        environ = {"LISTEN_FDS": "1", "LISTEN_PID": str(os.getpid())}
+        listeners.open(fake_config().bind_specs(), environ=environ)
     assert [s.getsockname() for s in listeners.sockets] == [sock.getsockname()]
     listeners.sockets[0].detach()  # same fd as ``sock``
     listeners.sockets = []
@@ -265,7 +265,7 @@ def test_listen_fds_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_reuse_port_gives_each_worker_its_own_listener() -> None:
     listeners = Listeners(reuse_port=True)
-    listeners.open(fake_config(), environ={})
+    listeners.open(fake_config().bind_specs(), environ={})
     try:
         (reserved,) = listeners.sockets
         assert reserved.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 0
@@ -320,14 +320,14 @@ def test_reexec_environment_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_listeners_are_inherited_by_a_new_master(tmp_path: Path) -> None:
     uds = str(tmp_path / "app.sock")
     old = Listeners()
-    old.open(fake_config(bind=["127.0.0.1:0", f"unix:{uds}"]), environ={})
+    old.open(fake_config(bind=["127.0.0.1:0", f"unix:{uds}"]).bind_specs(), environ={})
     new = Listeners()
     try:
         handover = old.handover()
         assert [owned for _, owned in handover] == [False, True]
         # In the new master the same fds arrive through exec; here, duplicates of them.
         dups = [(os.dup(fd), owned) for fd, owned in handover]
-        new.open(fake_config(port=1), environ={REEXEC_FDS_ENV: encode_fds(dups)})
+        new.open(fake_config(port=1).bind_specs(), environ={REEXEC_FDS_ENV: encode_fds(dups)})
         assert new.describe() == old.describe()
         old.close(unlink=False)  # the old master leaves after a hand-over
         assert os.path.exists(uds)
@@ -490,14 +490,14 @@ def test_reuse_port_warns_unless_the_kernel_migrates_queued_connections(
     content: str | None,
     warned: bool,
 ) -> None:
-    from tricorn.master import sockets
+    from tricorn.net import listeners
 
     proc_file = tmp_path / "tcp_migrate_req"
     if content is not None:  # None: an older kernel without the setting
         proc_file.write_text(content)
-    monkeypatch.setattr(sockets, "TCP_MIGRATE_REQ", str(proc_file))
+    monkeypatch.setattr(listeners, "TCP_MIGRATE_REQ", str(proc_file))
     with caplog.at_level(logging.WARNING, logger="tricorn.error"):
-        sockets.warn_unless_migrating()
+        listeners.warn_unless_migrating()
     assert ("net.ipv4.tcp_migrate_req is not 1" in caplog.text) is warned
 
 
@@ -505,12 +505,19 @@ def test_a_worker_drains_within_the_masters_bound() -> None:
     # Without --timeout-graceful-shutdown the master still kills after its default bound;
     # the worker must know that bound to close idle connections and finish lifespan first.
     from tricorn.config import DEFAULT_GRACEFUL_TIMEOUT
-    from tricorn.worker.child import adapt_config
+    from tricorn.worker.channel import Channel
+    from tricorn.worker.child import WorkerServer
 
-    config = Config("tests.apps:hello", limit_max_requests=100, log_config=None)
-    adapt_config(config)
-    assert config.timeout_graceful_shutdown == DEFAULT_GRACEFUL_TIMEOUT
-    assert config.limit_max_requests is None  # the master recycles, not the worker
-    config = Config("tests.apps:hello", timeout_graceful_shutdown=7, log_config=None)
-    adapt_config(config)
-    assert config.timeout_graceful_shutdown == 7
+    read_fd, write_fd = os.pipe()
+    try:
+        channel = Channel(write_fd, os.getpid())
+        config = Config("tests.apps:hello", limit_max_requests=100, log_config=None)
+        server = WorkerServer(config, channel)
+        assert server.timeout_graceful_shutdown == DEFAULT_GRACEFUL_TIMEOUT
+        assert server.limit_max_requests is None  # the master recycles, not the worker
+        assert config.limit_max_requests == 100  # the worker's limits are its own
+        config = Config("tests.apps:hello", timeout_graceful_shutdown=7, log_config=None)
+        assert WorkerServer(config, channel).timeout_graceful_shutdown == 7
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)

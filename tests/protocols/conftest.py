@@ -164,7 +164,7 @@ class Conn:
         **settings: Any,
     ) -> None:
         from tricorn.config import Config
-        from tricorn.worker.state import ServerState
+        from tricorn.protocols.state import ServerState
 
         self.loop = asyncio.get_running_loop()
         settings.setdefault("lifespan", "off")

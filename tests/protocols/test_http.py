@@ -679,7 +679,7 @@ async def test_invalid_app_header_is_500(
 
 
 async def test_app_server_and_date_not_duplicated(http_backend: str) -> None:
-    from tricorn.worker.state import ServerState
+    from tricorn.protocols.state import ServerState
 
     state = ServerState(server_header=True, date_header=True)
     headers = [(b"Server", b"mine"), (b"Date", b"Thu, 01 Jan 1970 00:00:00 GMT")]
@@ -699,7 +699,7 @@ async def test_app_server_and_date_not_duplicated(http_backend: str) -> None:
 
 
 async def test_default_date_header(http_backend: str) -> None:
-    from tricorn.worker.state import ServerState
+    from tricorn.protocols.state import ServerState
 
     state = ServerState(server_header=False, date_header=True)
     conn = Conn(http_backend, plain_app(b"x"), state=state)

@@ -207,7 +207,7 @@ def test_force_exit_stops_waiting_and_skips_lifespan_shutdown(http_backend: str)
 def test_main_loop_ticks_the_server_state_once_a_second(
     monkeypatch: pytest.MonkeyPatch, http_backend: str
 ) -> None:
-    from tricorn.worker.state import ServerState
+    from tricorn.protocols.state import ServerState
 
     ticks: list[float] = []
     original = ServerState.tick

@@ -16,7 +16,7 @@ deadlines, recycling limits) are made by the worker's handle (``process``); syst
 told READY/RELOADING/STOPPING/WATCHDOG (``systemd``); the control socket answers
 ``tricorn status`` (``control``); and USR2 starts a new master that takes the sockets over
 (``reexec``, where the hand-over is described). What a forked worker runs is in
-``tricorn.worker.child``.
+``tricorn.worker.child``; the master imports the worker's code, never the other way round.
 """
 
 from __future__ import annotations
@@ -28,19 +28,33 @@ import signal
 import time
 from typing import Any
 
-from tricorn.config import DEFAULT_GRACEFUL_TIMEOUT, STARTUP_FAILURE
+from tricorn.config import DEFAULT_GRACEFUL_TIMEOUT, STARTUP_FAILURE, Config
+from tricorn.logs import reopen_log_files
 from tricorn.master import rollout
-from tricorn.master.control import ControlServer, master_status
+from tricorn.master.control import ControlServer
 from tricorn.master.pidfile import PidFile, PidFileError
-from tricorn.master.process import WorkerProcess, WorkerState, describe_status, exit_code
+from tricorn.master.process import (
+    WorkerProcess,
+    WorkerState,
+    describe_status,
+    exit_code,
+    fork_worker,
+)
 from tricorn.master.reexec import HandOver, spawn_master
-from tricorn.master.rollout import backoff_delay, worker_count
-from tricorn.master.signals import SignalQueue, reopen_log_files, signal_name
-from tricorn.master.sockets import BindError, Listeners, warn_unless_migrating
-from tricorn.master.systemd import Notifier
-from tricorn.master.watcher import ChangeFilter, FileWatcher, describe_changes, watched_dirs
+from tricorn.master.rollout import backoff_delay
+from tricorn.master.signals import SignalQueue, signal_name
+from tricorn.master.systemd import SYSTEMD_VARIABLES, Notifier
+from tricorn.master.watcher import (
+    ChangeFilter,
+    FileWatcher,
+    describe_changes,
+    forget_user_modules,
+    watched_dirs,
+)
+from tricorn.net.listeners import Listeners, warn_unless_migrating
+from tricorn.net.sockets import BindError
 from tricorn.worker.channel import Channel
-from tricorn.worker.child import fork_worker, serve_forked, set_process_title
+from tricorn.worker.child import serve_forked, set_process_title
 from tricorn.worker.server import log_running_on
 
 logger = logging.getLogger("tricorn.error")
@@ -63,7 +77,7 @@ class Arbiter:
     3 when a worker could not start, 1 on a configuration error (logged in one line).
     """
 
-    def __init__(self, config: Any, signals: SignalQueue | None = None) -> None:
+    def __init__(self, config: Config, signals: SignalQueue | None = None) -> None:
         self.config = config
         self.signals = signals if signals is not None else SignalQueue()
         self.pid = os.getpid()
@@ -75,16 +89,15 @@ class Arbiter:
         self.exit_code = 0
         self.failures = 0  # unexpected deaths since a worker last became ready
         self.next_spawn_at = 0.0
-        self.listeners = Listeners(reuse_port=bool(getattr(config, "reuse_port", False)))
-        pid_path = getattr(config, "pid", None)
-        self.pidfile = PidFile(pid_path) if pid_path else None
+        self.listeners = Listeners(reuse_port=config.reuse_port, backlog=config.backlog)
+        self.pidfile = PidFile(config.pid) if config.pid else None
         self.selector = selectors.DefaultSelector()
-        app = getattr(config, "app", None)
-        self.name = getattr(config, "name", None) or (app if isinstance(app, str) else "app")
-        self.healthcheck = float(getattr(config, "timeout_worker_healthcheck", None) or 5.0)
-        graceful = getattr(config, "timeout_graceful_shutdown", None)
+        app = config.app
+        self.name = config.name or (app if isinstance(app, str) else "app")
+        self.healthcheck = float(config.timeout_worker_healthcheck or 5.0)
+        graceful = config.timeout_graceful_shutdown
         self.graceful_timeout = DEFAULT_GRACEFUL_TIMEOUT if graceful is None else float(graceful)
-        self.max_memory = getattr(config, "limit_max_memory", None)
+        self.max_memory = config.limit_max_memory
         self._next_periodic = 0.0
         self.started_at = time.time()
         # PID 1 (a container's init): orphans of the whole container come to us to be
@@ -145,10 +158,10 @@ class Arbiter:
 
     def start(self) -> None:
         """Everything before the first fork; raises a one-line error on bad input."""
-        self.num_workers = worker_count(self.config)
-        if getattr(self.config, "reload", False):
+        self.num_workers = self.config.workers
+        if self.config.reload:
             self.num_workers = 1  # Config warned that --workers is ignored
-            if getattr(self.config, "preload", False):
+            if self.config.preload:
                 raise ValueError(
                     "--preload cannot be used with --reload: the master would keep the old code"
                 )
@@ -160,10 +173,10 @@ class Arbiter:
         self.handover.take_parent(os.environ)
         if self.pidfile is not None:
             self.pidfile.create(self.pid, allowed_owner=self.old_master)
-        self.listeners.open(self.config)
+        self.listeners.open(self.config.bind_specs())
         if self.listeners.reuse_port:
             warn_unless_migrating()
-        if getattr(self.config, "preload", False) and not self.config.loaded:
+        if self.config.preload and not self.config.loaded:
             try:
                 self.config.load()
             except ValueError:
@@ -187,7 +200,7 @@ class Arbiter:
             logger.info("Running as PID 1: orphaned processes are reaped")
         for sock in self.listeners.sockets:
             log_running_on(self.config, sock)
-        if getattr(self.config, "reload", False):
+        if self.config.reload:
             self.start_watcher()
 
     def start_watcher(self) -> None:
@@ -378,8 +391,28 @@ class Arbiter:
         self.notifier.feed_watchdog(now)
 
     def status(self) -> dict[str, Any]:
-        """What ``tricorn status`` shows (see ``control.master_status``)."""
-        return master_status(self)
+        """What ``tricorn status`` shows: the master and each worker (JSON-ready)."""
+        now = time.monotonic()
+        if self.stopping:
+            state = "stopping"
+        elif self.reloading:
+            state = "reloading"
+        else:
+            state = "running"
+        workers = sorted(self.workers.values(), key=lambda w: w.born)
+        return {
+            "master": {
+                "pid": self.pid,
+                "name": self.name,
+                "state": state,
+                "age": round(time.time() - self.started_at, 3),
+                "target": self.num_workers,
+                "generation": self.generation,
+                "listening": self.listeners.describe(),
+                "new_master": self.reexec_pid,
+            },
+            "workers": [worker.status(now) for worker in workers],
+        }
 
     # -- keeping the right set of workers ---------------------------------------------
 
@@ -420,9 +453,7 @@ class Arbiter:
         worker.generation = self.generation
         config = self.config
         worker.draw_limits(
-            getattr(config, "limit_max_requests", None),
-            getattr(config, "limit_max_requests_jitter", 0) or 0,
-            getattr(config, "worker_lifetime", None),
+            config.limit_max_requests, config.limit_max_requests_jitter, config.worker_lifetime
         )
         self.workers[worker.pid] = worker
         if worker.fd >= 0:
@@ -437,12 +468,19 @@ class Arbiter:
     def worker_main(self, write_fd: int) -> int:
         """In a forked worker: shed the master's state, then serve; the exit code."""
         self.shed_master_state()
+        if self.config.reload:
+            # The modules of the watched directories the master (or the script that called
+            # tricorn.run) imported are the old code: the worker imports them afresh.
+            forget_user_modules(self.config.reload_dirs)
         channel = Channel(write_fd, self.pid, interval=min(1.0, self.healthcheck / 4))
         return serve_forked(self.config, self.listeners, channel, self.name)
 
     def shed_master_state(self) -> None:
         """In a child the master forked: drop its signal handling, pipes, pid file, control
-        socket and watcher (they are the master's alone)."""
+        socket, watcher and systemd's variables (they are the master's alone: only the
+        master speaks to systemd)."""
+        for variable in SYSTEMD_VARIABLES:
+            os.environ.pop(variable, None)
         self.signals.reset_in_child()
         self.selector.close()
         for other in self.workers.values():

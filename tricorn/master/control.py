@@ -9,8 +9,8 @@ from a client, so a client cannot stall it; it answers only peers of its own use
 root), checked with SO_PEERCRED where the platform has it. The client checks the other way
 round too: abstract names are per network namespace, which containers of one pod share
 while each has its own pids, so the client makes sure the pid that answers (SO_PEERCRED,
-seen from its own pid namespace) is the one the pid file names. ``master_status()`` writes
-the document the master sends.
+seen from its own pid namespace) is the one the pid file names. The document itself is
+the arbiter's (``Arbiter.status()``); this module only carries it.
 """
 
 from __future__ import annotations
@@ -23,11 +23,7 @@ import socket
 import struct
 import sys
 import tempfile
-import time
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from tricorn.master.arbiter import Arbiter
+from typing import Any
 
 logger = logging.getLogger("tricorn.error")
 
@@ -88,44 +84,6 @@ class ControlServer:
         if not self.address.startswith("\0"):
             with contextlib.suppress(OSError):
                 os.unlink(self.address)
-
-
-def master_status(master: Arbiter) -> dict[str, Any]:
-    """What ``tricorn status`` shows: the master and each worker (JSON-ready)."""
-    now = time.monotonic()
-    if master.stopping:
-        state = "stopping"
-    elif master.reloading:
-        state = "reloading"
-    else:
-        state = "running"
-    workers = []
-    for worker in sorted(master.workers.values(), key=lambda w: w.born):
-        workers.append(
-            {
-                "pid": worker.pid,
-                "state": worker.state.value,
-                "generation": worker.generation,
-                "age": round(worker.age(now), 3),
-                "requests": worker.requests,
-                "rss": worker.read_rss(),
-                "heartbeat": round(now - worker.last_heartbeat, 3),
-                "recycling": worker.recycle_reason,
-            }
-        )
-    return {
-        "master": {
-            "pid": master.pid,
-            "name": master.name,
-            "state": state,
-            "age": round(time.time() - master.started_at, 3),
-            "target": master.num_workers,
-            "generation": master.generation,
-            "listening": master.listeners.describe(),
-            "new_master": master.reexec_pid,
-        },
-        "workers": workers,
-    }
 
 
 def _peer(conn: socket.socket) -> tuple[int, int] | None:

@@ -11,6 +11,8 @@ message (a single write below PIPE_BUF, so lines never interleave):
 The handle also makes the decisions that concern one worker alone: whether it is overdue
 (no heartbeat, not ready in time, not stopped by its deadline) and whether it reached a
 recycling limit. Which workers to start or retire is the arbiter's business.
+``fork_worker()`` makes the process and its handle; what the child runs is the worker's
+(``tricorn.worker.child``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ import logging
 import os
 import random
 import signal
+import sys
 import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from tricorn.worker.child import exit_now
 
 logger = logging.getLogger("tricorn.error")
 
@@ -190,11 +197,57 @@ class WorkerProcess:
             return None
         return self.rss
 
+    def status(self, now: float) -> dict[str, Any]:
+        """This worker's row of ``tricorn status`` (JSON-ready)."""
+        return {
+            "pid": self.pid,
+            "state": self.state.value,
+            "generation": self.generation,
+            "age": round(self.age(now), 3),
+            "requests": self.requests,
+            "rss": self.read_rss(),
+            "heartbeat": round(now - self.last_heartbeat, 3),
+            "recycling": self.recycle_reason,
+        }
+
     def close(self) -> None:
         if self.fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = -1
+
+
+def fork_worker(generation: int, child_main: Callable[[int], int]) -> WorkerProcess:
+    """Fork a worker that runs ``child_main(write_fd)`` and exits with what it returns
+    (in the child this never returns); the master's handle on it, reading the pipe."""
+    read_fd, write_fd = os.pipe()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        run_forked(lambda: child_main(write_fd))
+    os.close(write_fd)
+    os.set_blocking(read_fd, False)
+    return WorkerProcess(pid, read_fd, generation)
+
+
+def run_forked(main: Callable[[], int]) -> NoReturn:
+    """Run ``main`` in a freshly forked child and end the process with its exit code.
+
+    Whatever ``main`` raises is logged and ends the child too: a forked worker must never
+    return into the master's code (``exit_now`` leaves with ``os._exit``, no atexit hooks).
+    """
+    code = 1
+    try:
+        code = main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        logger.exception("Worker [%d] crashed", os.getpid())
+    finally:
+        logging.shutdown()
+        exit_now(code)
 
 
 def describe_status(status: int) -> str:

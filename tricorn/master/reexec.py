@@ -7,9 +7,10 @@ Design note, the hand-over step by step:
    ``fd:owned`` for a unix socket file the master created and must remove on its final
    exit), names its parent in ``TRICORN_REEXEC_PARENT`` and execs the same command line
    (``sys.orig_argv``, with ``sys.executable``: a re-installed Python is picked up).
-2. The new master takes the sockets from these variables (and drops the variables, so its
-   workers and a later USR2 start clean), writes the pid file at ``PATH`` and forks its
-   workers, which accept on the very same sockets as the old workers: nothing is refused.
+2. The new master takes the sockets from these variables (``tricorn.net.listeners``, which
+   drops the variables, so its workers and a later USR2 start clean), writes the pid file
+   at ``PATH`` and forks its workers, which accept on the very same sockets as the old
+   workers: nothing is refused.
 3. Once all its workers are ready it tells systemd ``MAINPID=<new pid>`` and ``READY=1``,
    then sends SIGTERM to the old master, which drains its workers and exits, removing
    ``PATH.oldbin`` but leaving the unix socket files (they belong to the new master).
@@ -32,10 +33,10 @@ from collections.abc import Mapping, MutableMapping, Sequence
 
 from tricorn.master.pidfile import PidFile, PidFileError
 from tricorn.master.process import describe_status
+from tricorn.net.listeners import REEXEC_FDS_ENV, encode_fds
 
 logger = logging.getLogger("tricorn.error")
 
-REEXEC_FDS_ENV = "TRICORN_REEXEC_FDS"
 REEXEC_PARENT_ENV = "TRICORN_REEXEC_PARENT"
 OLDBIN = ".oldbin"
 
@@ -133,21 +134,6 @@ def command_line() -> list[str]:
     """How this process was started, to start it again."""
     argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
     return [sys.executable, *argv[1:]]
-
-
-def encode_fds(fds: Sequence[tuple[int, bool]]) -> str:
-    return ",".join(f"{fd}:owned" if owned else str(fd) for fd, owned in fds)
-
-
-def decode_fds(value: str) -> list[tuple[int, bool]]:
-    """``"5,6:owned"`` -> ``[(5, False), (6, True)]``; ValueError when malformed."""
-    fds: list[tuple[int, bool]] = []
-    for item in value.split(","):
-        fd, _, flag = item.strip().partition(":")
-        if not fd.isdigit() or flag not in ("", "owned"):
-            raise ValueError(f"{REEXEC_FDS_ENV}={value!r}: expected fd[:owned],...")
-        fds.append((int(fd), flag == "owned"))
-    return fds
 
 
 def take_parent(environ: MutableMapping[str, str]) -> int | None:

@@ -1,4 +1,4 @@
-"""How many workers, which to start and which to retire: the master's decisions, pure.
+"""Which workers to start and which to retire: the master's decisions, pure.
 
 Rules: nothing here forks, signals or logs; ``plan()`` looks at the workers and returns
 what the arbiter must do, so each rule can be read (and tested) on its own:
@@ -14,25 +14,9 @@ what the arbiter must do, so each rule can be read (and tested) on its own:
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable
-from typing import Any
 
 from tricorn.master.process import WorkerProcess, WorkerState
-
-
-def worker_count(config: Any) -> int:
-    """--workers, else $WEB_CONCURRENCY, else 1."""
-    value = getattr(config, "workers", None)
-    if value is None:
-        value = os.environ.get("WEB_CONCURRENCY", "1")
-    try:
-        count = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"--workers {value!r}: expected a whole number") from None
-    if count < 1:
-        raise ValueError(f"--workers {count}: at least 1 worker is needed")
-    return count
 
 
 def backoff_delay(failures: int, base: float = 0.1, cap: float = 10.0) -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import logging
 import os
 import signal
 import threading
@@ -136,24 +135,3 @@ def signal_name(sig: int) -> str:
         return signal.Signals(sig).name
     except ValueError:
         return str(sig)
-
-
-def reopen_log_files() -> int:
-    """Reopen every ``logging.FileHandler`` (after logrotate moved the files); the count."""
-    handlers: list[logging.Handler] = list(logging.getLogger().handlers)
-    for logger in list(logging.Logger.manager.loggerDict.values()):
-        if isinstance(logger, logging.Logger):
-            handlers.extend(logger.handlers)
-    reopened = 0
-    for handler in dict.fromkeys(handlers):  # unique, in order
-        if not isinstance(handler, logging.FileHandler):
-            continue
-        handler.acquire()
-        try:
-            if handler.stream is not None:
-                handler.stream.close()
-            handler.stream = handler._open()
-            reopened += 1
-        finally:
-            handler.release()
-    return reopened

@@ -23,7 +23,7 @@ from tricorn.protocols.utils import (
 
 if TYPE_CHECKING:
     from tricorn.config import Config
-    from tricorn.worker.state import ServerState
+    from tricorn.protocols.state import ServerState
 
 TRACE = 5
 logger = logging.getLogger("tricorn.error")

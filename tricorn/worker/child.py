@@ -1,11 +1,13 @@
 """What a forked worker runs: title, signals, the app import, then a ``Server``.
 
-The master forks with ``fork_worker()``; the child sheds the master's state, then
-``serve_forked()`` calls ``run_worker()``, and ``run_forked()`` ends the process with its
-exit code through ``exit_now()`` (``os._exit``: a forked
+The master forks (``tricorn.master.process.fork_worker``) and sheds its own state in the
+child (its signal handling, pipes, systemd's variables, the modules --reload must import
+again); then ``serve_forked()`` takes the worker's listeners and calls ``run_worker()``,
+and the process ends with its exit code through ``exit_now()`` (``os._exit``: a forked
 child must never run the master's atexit hooks or return into its loop). Exit codes are
 a contract: 3 means the worker could not start (import error, lifespan startup failure, no
-listener) and makes the master stop instead of respawning forever.
+listener) and makes the master stop instead of respawning forever. This module knows
+nothing of the master beyond its pipe (``channel``).
 
 Signals in a worker: SIGTERM drains (the server's graceful shutdown), SIGQUIT stops at
 once, SIGUSR1 reopens log files, SIGABRT (sent by the master when the heartbeat stopped)
@@ -24,31 +26,17 @@ import signal
 import socket
 import sys
 import traceback
-from collections.abc import Callable
 from types import FrameType
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from tricorn.config import DEFAULT_GRACEFUL_TIMEOUT, STARTUP_FAILURE
-from tricorn.master.process import WorkerProcess
-from tricorn.master.signals import reopen_log_files
-from tricorn.master.sockets import BindError, Listeners
-from tricorn.master.systemd import SYSTEMD_VARIABLES
-from tricorn.master.watcher import forget_user_modules
+from tricorn.config import DEFAULT_GRACEFUL_TIMEOUT, STARTUP_FAILURE, Config
+from tricorn.logs import reopen_log_files
+from tricorn.net.listeners import Listeners
+from tricorn.net.sockets import BindError
 from tricorn.worker.channel import Channel
 from tricorn.worker.server import Server
 
 logger = logging.getLogger("tricorn.error")
-
-
-def adapt_config(config: Any) -> None:
-    """What a worker of the master does differently from a single-process server."""
-    # The master recycles workers (it starts the replacement first), so the server must
-    # not stop by itself after --limit-max-requests.
-    config.limit_max_requests = None
-    # The master kills a worker that drains past its bound: the worker keeps the same bound
-    # so it closes what is left and runs lifespan shutdown before that.
-    if config.timeout_graceful_shutdown is None:
-        config.timeout_graceful_shutdown = DEFAULT_GRACEFUL_TIMEOUT
 
 
 class WorkerServer(Server):
@@ -56,19 +44,26 @@ class WorkerServer(Server):
 
     It tells the master *ready* once lifespan startup is done and it listens
     (``on_started``), runs the heartbeat task on its own event loop, leaves SIGINT to the
-    master and does not log its addresses (the master did, once).
+    master and does not log its addresses (the master did, once). Its limits are its own,
+    not the config's: it never stops after ``--limit-max-requests`` (the master recycles
+    workers, replacement first), and it drains within the master's bound even when
+    ``--timeout-graceful-shutdown`` is unset (the master kills a worker past it, so the
+    worker closes what is left and runs lifespan shutdown before that).
     """
 
     announce = False
     drain_idle_grace = None  # another worker serves the client's next connection: drain exactly
 
-    def __init__(self, config: Any, channel: Channel) -> None:
+    def __init__(self, config: Config, channel: Channel) -> None:
         self.channel = channel
-        if getattr(config, "reload", False):
+        if config.reload:
             # --reload replaces the only worker stop-then-start: no other worker takes the
             # client's next request, so idle connections get the single-process grace.
             self.drain_idle_grace = Server.drain_idle_grace
         super().__init__(config)
+        self.limit_max_requests = None
+        if self.timeout_graceful_shutdown is None:
+            self.timeout_graceful_shutdown = DEFAULT_GRACEFUL_TIMEOUT
 
     def on_started(self) -> None:
         self.channel.ready()
@@ -108,50 +103,15 @@ def _abort(sig: int, frame: FrameType | None) -> None:
     exit_now(1)
 
 
-def fork_worker(generation: int, child_main: Callable[[int], int]) -> WorkerProcess:
-    """Fork a worker that runs ``child_main(write_fd)`` and exits with what it returns
-    (in the child this never returns); the master's handle on it, reading the pipe."""
-    read_fd, write_fd = os.pipe()
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        run_forked(lambda: child_main(write_fd))
-    os.close(write_fd)
-    os.set_blocking(read_fd, False)
-    return WorkerProcess(pid, read_fd, generation)
-
-
-def serve_forked(config: Any, listeners: Listeners, channel: Channel, name: str) -> int:
+def serve_forked(config: Config, listeners: Listeners, channel: Channel, name: str) -> int:
     """In a forked worker that shed the master's state: serve on the master's listeners
     (or with --reuse-port its own); the exit code."""
-    for variable in SYSTEMD_VARIABLES:  # only the master speaks to systemd
-        os.environ.pop(variable, None)
     try:
         sockets = listeners.for_worker()
     except BindError as exc:
         logger.error("%s", exc)
         return STARTUP_FAILURE
     return run_worker(config, sockets, channel, name)
-
-
-def run_forked(main: Callable[[], int]) -> NoReturn:
-    """Run ``main`` in a freshly forked child and end the process with its exit code.
-
-    Whatever ``main`` raises is logged and ends the child too: a forked worker must never
-    return into the master's code.
-    """
-    code = 1
-    try:
-        code = main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:
-        logger.exception("Worker [%d] crashed", os.getpid())
-    finally:
-        logging.shutdown()
-        exit_now(code)
 
 
 def exit_now(code: int) -> NoReturn:
@@ -180,14 +140,12 @@ def set_process_title(title: str) -> None:
     setproctitle.setproctitle(title)
 
 
-def run_worker(config: Any, sockets: list[socket.socket], channel: Channel, name: str) -> int:
+def run_worker(config: Config, sockets: list[socket.socket], channel: Channel, name: str) -> int:
     """Serve ``config``'s app on ``sockets`` until told to stop; the exit code."""
     set_process_title(f"tricorn: worker [{name}]")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGABRT, _abort)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if getattr(config, "reload", False):
-        forget_user_modules(config.reload_dirs)
     if not config.loaded:
         try:
             config.load()
@@ -197,7 +155,6 @@ def run_worker(config: Any, sockets: list[socket.socket], channel: Channel, name
         except Exception:
             logger.exception("Worker [%d] could not load the app", os.getpid())
             return STARTUP_FAILURE
-    adapt_config(config)
     server = WorkerServer(config, channel)
     try:
         server.run(sockets=sockets)

@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
-if TYPE_CHECKING:
-    from tricorn.config import Config
+from tricorn.config import Config
 
 logger = logging.getLogger("tricorn.error")
 

@@ -27,15 +27,13 @@ import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
-from tricorn.worker.state import ServerState
-
-if TYPE_CHECKING:
-    from tricorn.config import Config
-    from tricorn.worker.lifespan import LifespanOff, LifespanOn
+from tricorn.config import Config, ConfigError
+from tricorn.protocols.state import ServerState
+from tricorn.worker.lifespan import LifespanOff, LifespanOn
 
 logger = logging.getLogger("tricorn.error")
 
@@ -81,12 +79,14 @@ class Server:
         self.servers: list[asyncio.AbstractServer] = []
         self._captured_signals: list[int] = []
         self._bound_uds: str | None = None
-        self._max_requests: int | None = None
+        # The server's own limits, from the config: a subclass may set them otherwise.
+        self.limit_max_requests: int | None = None
         if config.limit_max_requests is not None:
             # The jitter is drawn once, so workers started together recycle at
             # different times.
             jitter = config.limit_max_requests_jitter or 0
-            self._max_requests = config.limit_max_requests + random.randint(0, jitter)
+            self.limit_max_requests = config.limit_max_requests + random.randint(0, jitter)
+        self.timeout_graceful_shutdown: float | None = config.timeout_graceful_shutdown
 
     def _new_state(self) -> ServerState:
         config = self.config
@@ -155,8 +155,6 @@ class Server:
 
     async def _listen(self, sockets: list[socket.socket] | None) -> bool:
         """Start serving on every listener; False (error logged) if a socket cannot be had."""
-        from tricorn.config import ConfigError
-
         config = self.config
         assert self.lifespan is not None
         loop = asyncio.get_running_loop()
@@ -214,11 +212,9 @@ class Server:
                 ):
                     last_notified = now
                     await config.callback_notify()
-            if self._max_requests is not None and state.total_requests >= self._max_requests:
-                logger.info(
-                    "Maximum request limit of %d exceeded. Terminating process.",
-                    self._max_requests,
-                )
+            limit = self.limit_max_requests
+            if limit is not None and state.total_requests >= limit:
+                logger.info("Maximum request limit of %d exceeded. Terminating process.", limit)
                 break
 
     async def _shutdown(self) -> None:
@@ -240,7 +236,7 @@ class Server:
                 conn.shutdown()
             return not state.connections
 
-        timeout = self.config.timeout_graceful_shutdown
+        timeout = self.timeout_graceful_shutdown
         deadline = None if timeout is None else loop.time() + timeout
         if state.connections and not self.force_exit:
             logger.info("Waiting for connections to close. (CTRL+C to force quit)")

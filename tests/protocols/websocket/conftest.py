@@ -22,9 +22,9 @@ from websockets.uri import parse_uri
 
 from tests.protocols.conftest import FakeTransport
 from tests.utils import TIME_UNIT
+from tricorn.protocols.state import ServerState
 from tricorn.protocols.websocket.websockets_impl import WebSocketsProtocol
 from tricorn.protocols.websocket.wsproto_impl import WSProtoProtocol
-from tricorn.worker.state import ServerState
 
 WS_BACKENDS: dict[str, type[Any]] = {
     "websockets": WebSocketsProtocol,
