@@ -1,6 +1,6 @@
 """Benchmark app: plain ASGI 3, answers every request with the 13 bytes ``Hello, world!``.
 
-No framework, so the figures measure the server: parsing, the ASGI cycle, writing.
+No framework, so the figures measure the server: parsing, the ASGI stream, writing.
 """
 
 from __future__ import annotations

@@ -156,10 +156,10 @@ def _config(backend: str, log: AppLog) -> Any:
 
 def _protocol_class(backend: str) -> Any:
     if backend == "httptools":
-        from tricorn.protocols.http.httptools_impl import HTTPToolsProtocol
+        from tricorn.protocols.http1.httptools_impl import HTTPToolsProtocol
 
         return HTTPToolsProtocol
-    from tricorn.protocols.http.h11_impl import H11Protocol
+    from tricorn.protocols.http1.h11_impl import H11Protocol
 
     return H11Protocol
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Run Tricorn's checks and test suite: the README's test command and what .ci/run calls.
+# Checks: ruff, mypy --strict, the import layers of pyproject.toml, then pytest.
 #
 #   bash scripts/test.sh              # lint, type-check, full suite with branch coverage
 #   bash scripts/test.sh -k fuzz -x   # extra arguments go to pytest
@@ -21,6 +22,8 @@ echo "==> ruff format --check" >&2
 "$bin/ruff" format --check tricorn
 echo "==> mypy (strict)" >&2
 "$bin/mypy" tricorn
+echo "==> import layers (lint-imports)" >&2
+"$bin/lint-imports"
 
 echo "==> pytest" >&2
 status=0

@@ -227,7 +227,7 @@ def test_env_file_is_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 def test_load_sets_everything_and_is_idempotent() -> None:
     config = make_config(http="h11", lifespan="off", headers=[("X-Thing", "v")])
     config.load()
-    from tricorn.protocols.http.h11_impl import H11Protocol
+    from tricorn.protocols.http1.h11_impl import H11Protocol
     from tricorn.worker.lifespan import LifespanOff
 
     assert config.loaded
@@ -246,7 +246,7 @@ def test_load_sets_everything_and_is_idempotent() -> None:
 def test_http_auto_prefers_httptools() -> None:
     config = make_config(lifespan="on")
     config.load()
-    from tricorn.protocols.http.httptools_impl import HTTPToolsProtocol
+    from tricorn.protocols.http1.httptools_impl import HTTPToolsProtocol
     from tricorn.worker.lifespan import LifespanOn
 
     assert config.http_protocol_class is HTTPToolsProtocol

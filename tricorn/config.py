@@ -51,18 +51,19 @@ DEFAULT_GRACEFUL_TIMEOUT = 30.0
 SSL_PROTOCOL_VERSION: int = ssl.PROTOCOL_TLS_SERVER
 
 # Backend name -> (library it needs, protocol class). "auto" takes the first installed.
+# They are named by import string: the protocols sit above the config (they read it).
 HTTP_PROTOCOLS: dict[str, tuple[str, str]] = {
-    "httptools": ("httptools", "tricorn.protocols.http.httptools_impl:HTTPToolsProtocol"),
-    "h11": ("h11", "tricorn.protocols.http.h11_impl:H11Protocol"),
+    "httptools": ("httptools", "tricorn.protocols.http1.httptools_impl:HTTPToolsProtocol"),
+    "h11": ("h11", "tricorn.protocols.http1.h11_impl:H11Protocol"),
 }
 WS_PROTOCOLS: dict[str, tuple[str, str]] = {
-    "websockets": ("websockets", "tricorn.protocols.websocket.websockets_impl:WebSocketsProtocol"),
+    "websockets": ("websockets", "tricorn.protocols.websocket.websockets_impl:WebSocketsCodec"),
     # uvicorn's "websockets-sansio": ours is sans-I/O already, so it is the same backend.
     "websockets-sansio": (
         "websockets",
-        "tricorn.protocols.websocket.websockets_impl:WebSocketsProtocol",
+        "tricorn.protocols.websocket.websockets_impl:WebSocketsCodec",
     ),
-    "wsproto": ("wsproto", "tricorn.protocols.websocket.wsproto_impl:WSProtoProtocol"),
+    "wsproto": ("wsproto", "tricorn.protocols.websocket.wsproto_impl:WSProtoCodec"),
 }
 LIFESPAN: dict[str, str] = {
     "auto": "tricorn.worker.lifespan:LifespanOn",
@@ -96,7 +97,7 @@ class Config:
         loop: str | Callable[..., Any] = "auto",
         http: type[asyncio.Protocol] | str = "auto",
         http2: bool = False,
-        ws: type[asyncio.Protocol] | str = "auto",
+        ws: type[Any] | str = "auto",
         ws_max_size: int = 16 * 1024 * 1024,
         ws_max_queue: int = 32,
         ws_ping_interval: float | None = 20.0,
@@ -173,7 +174,7 @@ class Config:
         self.loop: str | Callable[..., Any] = checked["loop"]
         self.http: type[asyncio.Protocol] | str = checked["http"]
         self.http2: bool = checked["http2"]
-        self.ws: type[asyncio.Protocol] | str = checked["ws"]
+        self.ws: type[Any] | str = checked["ws"]
         self.ws_max_size: int = checked["ws_max_size"]
         self.ws_max_queue: int = checked["ws_max_queue"]
         self.ws_ping_interval: float | None = checked["ws_ping_interval"]
@@ -241,8 +242,9 @@ class Config:
 
         self.loaded = False
         self.loaded_app: Any = None
+        # The HTTP/1.1 connection class of --http, and the frame codec class of --ws.
         self.http_protocol_class: Any = None
-        self.ws_protocol_class: type[asyncio.Protocol] | None = None
+        self.ws_protocol_class: type[Any] | None = None
         self.lifespan_class: Any = None
         self.ssl: ssl.SSLContext | None = None
 

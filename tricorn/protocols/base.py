@@ -1,8 +1,11 @@
-"""What every connection protocol (HTTP, WebSocket) does the same way.
+"""What every connection does the same way, whatever its wire protocol.
 
-Settings read once per connection, the transport and its addresses, write back-pressure
-(``pause_writing``/``resume_writing``/``drain``) and starting the app's task. Protocol
-rules live in the subclasses; nothing here knows HTTP or WebSocket.
+``BaseConnection`` is the ``asyncio.Protocol`` each framing (``http1``, later ``http2``)
+subclasses: the settings read once per connection, the transport and its addresses, write
+back-pressure (``pause_writing``/``resume_writing``/``drain``) and starting the app's
+task. It is also the context the ASGI streams (``protocols.asgi``) read: the app's
+addresses and state, the access-log switch, the loop. Protocol rules live in the framings
+and the streams; nothing here knows HTTP or WebSocket.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
+from tricorn.config import Config
+from tricorn.logs import TRACE_LOG_LEVEL
+from tricorn.protocols.state import ServerState
 from tricorn.protocols.utils import (
     Wakeup,
     format_addr,
@@ -21,20 +27,12 @@ from tricorn.protocols.utils import (
     is_ssl,
 )
 
-if TYPE_CHECKING:
-    from tricorn.config import Config
-    from tricorn.protocols.state import ServerState
-
-TRACE = 5
 logger = logging.getLogger("tricorn.error")
 access_logger = logging.getLogger("tricorn.access")
 
 
 class BaseConnection(asyncio.Protocol):
-    """Shared per-connection state; subclasses add their protocol's rules."""
-
-    # (plain, over TLS) for scope["scheme"]
-    schemes = ("http", "https")
+    """Shared per-connection state; subclasses add their framing's rules."""
 
     __slots__ = (
         "config",
@@ -52,7 +50,7 @@ class BaseConnection(asyncio.Protocol):
         "server",
         "client",
         "client_addr",
-        "scheme",
+        "tls",
         "writing_paused",
         "drained",
         "shutting_down",
@@ -76,15 +74,15 @@ class BaseConnection(asyncio.Protocol):
         self.raw_root_path = self.root_path.encode()
         # Level checks once per connection, not per line.
         self.access_log = bool(config.access_log) and access_logger.isEnabledFor(logging.INFO)
-        self.trace = logger.isEnabledFor(TRACE)
-        self.reset_contextvars = bool(getattr(config, "reset_contextvars", False))
+        self.trace = logger.isEnabledFor(TRACE_LOG_LEVEL)
+        self.reset_contextvars = config.reset_contextvars
         self.asgi = {"version": config.asgi_version, "spec_version": "2.4"}
 
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.server: tuple[str, int | None] | None = None
         self.client: tuple[str, int] | None = None
         self.client_addr = ""
-        self.scheme = self.schemes[0]
+        self.tls = False
         self.writing_paused = False
         self.drained = Wakeup()
         self.shutting_down = False
@@ -101,7 +99,7 @@ class BaseConnection(asyncio.Protocol):
         self.server = get_local_addr(transport)
         self.client = get_remote_addr(transport)
         self.client_addr = format_addr(self.client)
-        self.scheme = self.schemes[is_ssl(transport)]
+        self.tls = is_ssl(transport)
 
     def detach(self) -> None:
         """The connection is gone (from ``connection_lost``): unregister, free writers."""
@@ -118,6 +116,11 @@ class BaseConnection(asyncio.Protocol):
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         return task
+
+    def write(self, data: bytes) -> None:
+        """Write unless the transport is closing (a peer reset before connection_lost)."""
+        if data and not self.transport.is_closing():
+            self.transport.write(data)
 
     # -- called by the server (ServerState.tick and graceful shutdown) -------------------
 

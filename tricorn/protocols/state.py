@@ -2,8 +2,9 @@
 
 Rules: this module owns what is per *server* rather than per connection or per request:
 the set of live connections, the running request tasks, the request counter, and the
-pre-encoded default response headers. The Date header is rendered here once a second by
-``tick()``, which the server's main loop calls, so no request ever formats a date.
+default response headers (each framing caches its own encoding of them in ``encoded``).
+The Date header is rendered here once a second by ``tick()``, which the server's main
+loop calls, so no request ever formats a date.
 ``tick()`` also sweeps connection timeouts, so no timer is armed per request.
 """
 
@@ -36,8 +37,8 @@ class ServerState:
         "date_header",
         "extra_headers",
         "default_headers",
-        "default_header_lines",
         "default_header_names",
+        "encoded",
         "drain_idle_grace",
     )
 
@@ -56,11 +57,13 @@ class ServerState:
         self.date_header = date_header
         # Lower-cased names; a ``--header server:x`` replaces the default server header.
         self.extra_headers = [(name.lower(), value) for name, value in extra_headers or []]
-        # (name, b"name: value\r\n") pairs and their concatenation, re-rendered by tick().
-        # A response whose app sets one of these names gets the rest only (never twice).
-        self.default_header_lines: list[tuple[bytes, bytes]] = []
+        # (name, value) pairs, re-rendered by tick(). A response whose app sets one of these
+        # names gets the rest only (never twice).
+        self.default_headers: list[tuple[bytes, bytes]] = []
         self.default_header_names: frozenset[bytes] = frozenset()
-        self.default_headers = b""
+        # Each framing's encoding of default_headers (HTTP/1.1's header block), made by the
+        # framing on first use and dropped whenever the headers are rendered again.
+        self.encoded: dict[str, bytes] = {}
         self.render_default_headers()
         # While draining, an idle keep-alive connection is kept this long (None: until its
         # keep-alive timeout, the exact drain a worker of the master does).
@@ -68,20 +71,19 @@ class ServerState:
 
     def render_default_headers(self) -> None:
         extra_names = {name for name, _ in self.extra_headers}
-        lines: list[tuple[bytes, bytes]] = []
+        headers: list[tuple[bytes, bytes]] = []
         if self.server_header and b"server" not in extra_names:
-            lines.append((b"server", b"server: tricorn\r\n"))
+            headers.append((b"server", b"tricorn"))
         if self.date_header and b"date" not in extra_names:
-            date = formatdate(time.time(), usegmt=True).encode()
-            lines.append((b"date", b"date: " + date + b"\r\n"))
-        lines.extend((name, name + b": " + value + b"\r\n") for name, value in self.extra_headers)
-        self.default_header_lines = lines
-        self.default_header_names = frozenset(name for name, _ in lines)
-        self.default_headers = b"".join(line for _, line in lines)
+            headers.append((b"date", formatdate(time.time(), usegmt=True).encode()))
+        headers.extend(self.extra_headers)
+        self.default_headers = headers
+        self.default_header_names = frozenset(name for name, _ in headers)
+        self.encoded = {}
 
-    def default_headers_without(self, names: set[bytes]) -> bytes:
-        """The default header block minus the names the app set itself."""
-        return b"".join(line for name, line in self.default_header_lines if name not in names)
+    def default_headers_without(self, names: set[bytes]) -> list[tuple[bytes, bytes]]:
+        """The default headers minus the (lower-cased) names the app set itself."""
+        return [(name, value) for name, value in self.default_headers if name not in names]
 
     def tick(self, now: float) -> None:
         """Once a second: refresh the Date header and sweep connection timeouts."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import random
@@ -32,6 +31,7 @@ from typing import Any, TypeVar
 import click
 
 from tricorn.config import Config, ConfigError
+from tricorn.protocols.selector import ProtocolSelector
 from tricorn.protocols.state import ServerState
 from tricorn.worker.lifespan import LifespanOff, LifespanOn
 
@@ -158,12 +158,7 @@ class Server:
         config = self.config
         assert self.lifespan is not None
         loop = asyncio.get_running_loop()
-        factory = functools.partial(
-            config.http_protocol_class,
-            config=config,
-            server_state=self.server_state,
-            app_state=self.lifespan.state,
-        )
+        factory = ProtocolSelector(config, self.server_state, self.lifespan.state)
         if sockets is None:
             try:
                 listeners = [config.bind_socket()]
@@ -254,7 +249,7 @@ class Server:
                 )
             for task in remaining:
                 task.cancel()
-            # Let the cancelled requests unwind (their cycle answers or closes).
+            # Let the cancelled requests unwind (their stream answers or closes).
             await asyncio.wait(remaining, timeout=_TICK)
         for conn in list(state.connections):
             transport = getattr(conn, "transport", None)

@@ -1,9 +1,10 @@
 """Harness for the WebSocket tests: both backends, in memory and over real sockets.
 
 * ``ws_backend`` ("websockets" / "wsproto"): every WebSocket test runs over both.
-* ``WSConn``: one WebSocket protocol instance over the HTTP tests' ``FakeTransport``, with
+* ``WSConn``: one HTTP/1.1 connection over the HTTP tests' ``FakeTransport``, upgraded by
   the sans-I/O ``websockets`` client (``ClientProtocol``) on the other side, so tests speak
-  real, masked frames and read the server's bytes back as events.
+  real, masked frames and read the server's bytes back as events; ``stream`` is the
+  connection's ``WebSocketStream`` once the upgrade request was parsed.
 * ``async def`` tests run on a fresh loop (the hook in ``tests/protocols/conftest.py``).
 """
 
@@ -22,13 +23,14 @@ from websockets.uri import parse_uri
 
 from tests.protocols.conftest import FakeTransport
 from tests.utils import TIME_UNIT
+from tricorn.protocols.asgi.websocket import WebSocketStream
 from tricorn.protocols.state import ServerState
-from tricorn.protocols.websocket.websockets_impl import WebSocketsProtocol
-from tricorn.protocols.websocket.wsproto_impl import WSProtoProtocol
+from tricorn.protocols.websocket.websockets_impl import WebSocketsCodec
+from tricorn.protocols.websocket.wsproto_impl import WSProtoCodec
 
 WS_BACKENDS: dict[str, type[Any]] = {
-    "websockets": WebSocketsProtocol,
-    "wsproto": WSProtoProtocol,
+    "websockets": WebSocketsCodec,
+    "wsproto": WSProtoCodec,
 }
 
 
@@ -39,7 +41,7 @@ def ws_backend(request: pytest.FixtureRequest) -> str:
 
 
 def ws_config(app: Any, backend: str, **settings: Any) -> Any:
-    """A loaded ``Config`` whose ``ws_protocol_class`` is the backend's class."""
+    """A loaded ``Config`` whose ``ws_protocol_class`` is the backend's codec."""
     from tricorn.config import Config
 
     settings.setdefault("lifespan", "off")
@@ -51,7 +53,7 @@ def ws_config(app: Any, backend: str, **settings: Any) -> Any:
 
 
 class WSConn:
-    """A WebSocket protocol over a ``FakeTransport``, driven by a sans-I/O client."""
+    """An HTTP/1.1 connection over a ``FakeTransport``, upgraded by a sans-I/O client."""
 
     def __init__(
         self,
@@ -70,7 +72,7 @@ class WSConn:
         self.config = ws_config(app, backend, **settings)
         self.state = ServerState(server_header=True, date_header=False)
         self.app_state = {} if app_state is None else app_state
-        self.proto = WS_BACKENDS[backend](
+        self.proto = self.config.http_protocol_class(
             config=self.config, server_state=self.state, app_state=self.app_state, _loop=self.loop
         )
         self.transport = FakeTransport(self.loop, sslcontext=sslcontext)
@@ -94,8 +96,15 @@ class WSConn:
         self.proto.data_received(data)
 
     def open(self) -> None:
-        """Send the client's upgrade request (as the HTTP connection replays it)."""
+        """Send the client's upgrade request."""
         self.flush_client()
+
+    @property
+    def stream(self) -> WebSocketStream:
+        """The WebSocket stream the upgrade request started."""
+        websocket = self.proto.websocket
+        assert websocket is not None, "not upgraded"
+        return websocket.stream
 
     def flush_client(self) -> None:
         for chunk in self.client.data_to_send():

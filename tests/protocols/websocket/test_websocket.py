@@ -15,7 +15,8 @@ from websockets.frames import Opcode
 
 from tests.protocols.conftest import Message, Receive, Scope, Send
 from tests.protocols.websocket.conftest import WSConn, accepted, close_frame, raw_frame
-from tricorn.protocols.websocket import cycle
+from tricorn.protocols.asgi import websocket as ws_stream
+from tricorn.protocols.http1.request import DEFAULT_MAX_HEAD
 
 # -- apps --------------------------------------------------------------------------------
 
@@ -637,9 +638,9 @@ async def test_close_waits_a_bounded_time_for_the_client(ws_backend: str) -> Non
     accepted(conn.received())
     conn.proto.shutdown()
     start = conn.loop.time()
-    conn.proto.on_tick(start + cycle.CLOSE_TIMEOUT - 1)
+    conn.proto.on_tick(start + ws_stream.CLOSE_TIMEOUT - 1)
     assert not conn.closed
-    conn.proto.on_tick(start + cycle.CLOSE_TIMEOUT + 1)
+    conn.proto.on_tick(start + ws_stream.CLOSE_TIMEOUT + 1)
     assert conn.closed
     await conn.settle()
 
@@ -668,7 +669,7 @@ async def test_reading_pauses_when_the_queue_is_full(ws_backend: str) -> None:
     for index in range(4):
         conn.send_text(f"m{index}")
     assert not conn.transport.reading
-    assert len(conn.proto.messages) == 4
+    assert len(conn.stream.messages) == 4
     release.set()
     await conn.until(lambda: conn.transport.reading, "reading resumed")
     conn.send_close()
@@ -922,7 +923,7 @@ async def test_cancelled_app_drops_the_connection(ws_backend: str) -> None:
 
 async def test_oversized_handshake_is_refused(ws_backend: str) -> None:
     conn = WSConn(ws_backend, echo_app)
-    conn.feed(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"a" * cycle.MAX_HANDSHAKE)
+    conn.feed(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"a" * DEFAULT_MAX_HEAD)
     await conn.settle()
     written = conn.transport.take()
     assert written.startswith(b"HTTP/1.1 4"), written[:40]

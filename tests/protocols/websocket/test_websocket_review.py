@@ -1,4 +1,4 @@
-"""Regression tests for what the review of the WebSocket cycle fixed, both backends.
+"""Regression tests for what the review of the WebSocket stream fixed, both backends.
 
 * a cancelled ``receive()`` (``asyncio.wait_for``, a cancel scope) does not poison the next;
 * ``send()`` raises ``ClientDisconnected`` as soon as the transport is closing, so an app
@@ -20,7 +20,7 @@ from websockets.frames import Opcode
 from tests.protocols.conftest import Message, Receive, Scope, Send
 from tests.protocols.websocket.conftest import WSConn, accepted, close_frame
 from tests.protocols.websocket.test_websocket import echo_app
-from tricorn.protocols.http.errors import ClientDisconnected
+from tricorn.protocols.asgi.errors import ClientDisconnected
 
 
 async def test_receive_works_after_a_cancelled_receive(ws_backend: str) -> None:

@@ -20,7 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 from tests.protocols.conftest import Message, Receive, Scope, Send
 from tests.protocols.websocket.conftest import WS_BACKENDS, RawClient, raw_frame, ws_url
 from tests.utils import TIME_UNIT, run_server, wait_for
-from tricorn.protocols.websocket import cycle
+from tricorn.protocols.asgi import websocket as ws_stream
 
 
 async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -202,7 +202,7 @@ def test_missed_pongs_close_1011(ws_backend: str) -> None:
 
 
 def test_close_waits_a_bounded_time(ws_backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cycle, "CLOSE_TIMEOUT", 0.2)
+    monkeypatch.setattr(ws_stream, "CLOSE_TIMEOUT", 0.2)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()
@@ -239,7 +239,8 @@ def test_flooding_client_keeps_server_buffers_bounded(ws_backend: str) -> None:
         raw = RawClient(server)
         try:
             wait_for(lambda: server.server.server_state.connections, what="connection")
-            [proto] = list(server.server.server_state.connections)
+            [connection] = list(server.server.server_state.connections)
+            proto = connection.websocket.stream
             # Send until the server stops reading and every buffer in between is full.
             raw.sock.setblocking(False)
             # Wait for the condition itself: the server paused reading and our sends block.
@@ -299,7 +300,7 @@ def test_send_after_disconnect_raises_oserror(ws_backend: str) -> None:
 def test_shutdown_is_bounded_when_the_client_never_answers(
     ws_backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cycle, "CLOSE_TIMEOUT", 0.2)
+    monkeypatch.setattr(ws_stream, "CLOSE_TIMEOUT", 0.2)
     with serve(echo_app, ws_backend) as server:
         raw = RawClient(server)  # reads the 1012 close frame but never answers it
         wait_for(lambda: server.server.server_state.connections, what="connection")

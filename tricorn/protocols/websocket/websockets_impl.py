@@ -1,34 +1,31 @@
-"""``--ws websockets``: the sans-I/O ``websockets.server.ServerProtocol`` under the shared cycle.
+"""``--ws websockets``: the sans-I/O ``websockets`` library as a frame codec.
 
-Only translation lives here: library events become calls on ``WebSocketConnection`` and our
-decisions become library calls. The library enforces ws_max_size itself (before reading an
-oversized frame) and answers pings; it does not validate UTF-8 in text messages, so text
-is decoded here, incrementally across fragments, so that bad bytes fail fast with 1007.
+Only translation lives here: library events become calls on the ``WebSocketStream`` and
+the stream's decisions become library calls. The handshake is the library's
+(``ServerProtocol.accept`` checks the request and negotiates permessage-deflate); the
+frames after it go through a plain ``Protocol`` started OPEN with the negotiated
+extensions. The library enforces ws_max_size itself (before reading an oversized frame)
+and answers pings; it does not validate UTF-8 in text messages, so text is decoded here,
+incrementally across fragments, so that bad bytes fail fast with 1007.
 """
 
 from __future__ import annotations
 
 import codecs
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
+from websockets.datastructures import Headers as LibraryHeaders
 from websockets.extensions.base import ServerExtensionFactory
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
+from websockets.protocol import Protocol, Side, State
 from websockets.server import ServerProtocol
 
-from tricorn.protocols.websocket.cycle import (
-    FAILED,
-    HANDSHAKE,
-    MAX_HANDSHAKE,
-    WebSocketConnection,
-)
-from tricorn.protocols.websocket.errors import ABNORMAL_CLOSURE, INVALID_DATA
-
-if TYPE_CHECKING:
-    pass
+from tricorn.protocols.asgi.errors import ABNORMAL_CLOSURE, INVALID_DATA, Headers
+from tricorn.protocols.asgi.websocket import FAILED, WebSocketStream
+from tricorn.protocols.websocket.codec import HandshakeFailed
 
 
 class _LibraryLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -46,8 +43,8 @@ _library_logger = _LibraryLogger(logging.getLogger("tricorn.error"))
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
 
-class _ServerProtocol(ServerProtocol):
-    """``ServerProtocol`` that takes a close frame between the fragments of a message."""
+class _FrameProtocol(Protocol):
+    """The frames of an accepted connection; takes a close frame between fragments."""
 
     def recv_frame(self, frame: Frame) -> None:
         # RFC 6455 5.4 allows control frames, close included, between fragments; the library
@@ -60,14 +57,16 @@ class _ServerProtocol(ServerProtocol):
         super().recv_frame(frame)
 
 
-class WebSocketsProtocol(WebSocketConnection):
-    """WebSocket over the ``websockets`` library. Only translates; see ``cycle``."""
+class WebSocketsCodec:
+    """WebSocket frames through the ``websockets`` library. Only translates; see ``codec``."""
 
-    __slots__ = ("conn", "response", "decoder", "head_size")
+    __slots__ = ("stream", "write", "handshaker", "response", "protocol", "decoder")
 
-    def new_library(self) -> None:
+    def __init__(self, stream: WebSocketStream, write: Callable[[bytes], None]) -> None:
+        self.stream = stream
+        self.write = write
         extensions: list[ServerExtensionFactory] = []
-        if self.per_message_deflate:
+        if stream.conn.config.ws_per_message_deflate:
             # Window and memory settings as uvicorn's: about 64 KiB per connection.
             extensions.append(
                 ServerPerMessageDeflateFactory(
@@ -76,47 +75,68 @@ class WebSocketsProtocol(WebSocketConnection):
                     compress_settings={"memLevel": 5},
                 )
             )
-        self.conn = _ServerProtocol(
-            extensions=extensions, max_size=self.max_size, logger=_library_logger
+        self.handshaker: ServerProtocol | None = ServerProtocol(
+            extensions=extensions, max_size=stream.max_size, logger=_library_logger
         )
-        self.response: Response | None = None
+        self.response: Response | None = None  # the 101, from handshake() to accept()
+        self.protocol: _FrameProtocol = None  # type: ignore[assignment]  # set by accept()
         # Decoder of the text message being received; None for a binary one.
         self.decoder: codecs.IncrementalDecoder | None = None
-        self.head_size = 0
 
-    def parse(self, data: bytes) -> None:
-        conn = self.conn
-        conn.receive_data(data)
-        if self.state == HANDSHAKE:
-            # Our own response answers a bad handshake, not the library's.
-            conn.data_to_send()
-            self.head_size += len(data)
-        else:
-            # Pongs, the echo of a close frame, or the close frame of a failure.
-            for chunk in conn.data_to_send():
-                self.write(chunk)
-        for event in conn.events_received():
-            if self.state >= FAILED:
+    def handshake(self, target: bytes, headers: Headers) -> None:
+        handshaker = self.handshaker
+        assert handshaker is not None
+        request = Request(
+            target.decode("latin-1"),
+            LibraryHeaders(
+                [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+            ),
+        )
+        response = handshaker.accept(request)
+        if response.status_code != 101:
+            reason = str(handshaker.handshake_exc or response.reason_phrase)
+            raise HandshakeFailed(response.status_code, reason)
+        del response.headers["Date"]  # ours comes with the server's default headers
+        self.response = response
+
+    def accept(self, subprotocol: str | None, headers: Headers) -> bytes:
+        response, handshaker = self.response, self.handshaker
+        assert response is not None and handshaker is not None
+        response_headers = response.headers
+        for name, value in headers:
+            response_headers[name.decode("latin-1")] = value.decode("latin-1")
+        if subprotocol is not None:
+            response_headers["Sec-WebSocket-Protocol"] = subprotocol
+        protocol = self.protocol = _FrameProtocol(
+            Side.SERVER, max_size=self.stream.max_size, logger=_library_logger
+        )
+        protocol.extensions = handshaker.extensions
+        self.response = self.handshaker = None
+        return response.serialize()
+
+    def receive(self, data: bytes) -> None:
+        protocol = self.protocol
+        protocol.receive_data(data)
+        # Pongs, the echo of a close frame, or the close frame of a failure.
+        for chunk in protocol.data_to_send():
+            self.write(chunk)
+        stream = self.stream
+        for event in protocol.events_received():
+            if stream.state >= FAILED:
                 return
-            if isinstance(event, Frame):
+            if isinstance(event, Frame):  # the only events after the handshake
                 self._frame(event)
-            elif isinstance(event, Request):
-                self._request(event)
-        exc = conn.parser_exc
-        if exc is not None and self.state < FAILED:
-            if self.state == HANDSHAKE:
-                self.handshake_failed(400, f"{exc}: {exc.__cause__}")
-                return
-            close = conn.close_sent
+        exc = protocol.parser_exc
+        if exc is not None and stream.state < FAILED:
+            close = protocol.close_sent
             if close is None:  # the stream ended: no close frame to send
-                self.fail(ABNORMAL_CLOSURE, str(exc), frame_sent=True)
+                stream.fail(ABNORMAL_CLOSURE, str(exc), frame_sent=True)
             else:
-                self.fail(int(close.code), close.reason, frame_sent=True)
-        elif self.state == HANDSHAKE and self.head_size > MAX_HANDSHAKE:
-            self.handshake_failed(431, "handshake request too large")
+                stream.fail(int(close.code), close.reason, frame_sent=True)
 
     def _frame(self, frame: Frame) -> None:
         opcode = frame.opcode
+        stream = self.stream
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
             data = frame.data
             size = len(data)
@@ -128,79 +148,50 @@ class WebSocketsProtocol(WebSocketConnection):
                     try:
                         text = bytes(data).decode("utf-8")
                     except UnicodeDecodeError:
-                        self.fail(INVALID_DATA, "invalid UTF-8")
+                        stream.fail(INVALID_DATA, "invalid UTF-8")
                         return
-                    self.message_part(text, size, True)
+                    stream.message_part(text, size, True)
                     return
                 self.decoder = _Utf8Decoder()
             decoder = self.decoder
             if decoder is None:
-                self.message_part(bytes(data), size, fin)
+                stream.message_part(bytes(data), size, fin)
                 return
             try:
                 text = decoder.decode(data, fin)
             except UnicodeDecodeError:
-                self.fail(INVALID_DATA, "invalid UTF-8")
+                stream.fail(INVALID_DATA, "invalid UTF-8")
                 return
             if fin:
                 self.decoder = None
-            self.message_part(text, size, fin)
+            stream.message_part(text, size, fin)
         elif opcode is Opcode.PONG:
-            self.pong_received(bytes(frame.data))
+            stream.pong_received(bytes(frame.data))
         elif opcode is Opcode.CLOSE:
-            close = self.conn.close_rcvd
+            close = self.protocol.close_rcvd
             if close is not None:
-                self.close_received(int(close.code), close.reason)  # not the library's enum
-        # PING: the library has queued the pong and parse() wrote it.
+                stream.close_received(int(close.code), close.reason)  # not the library's enum
+        # PING: the library has queued the pong and receive() wrote it.
 
-    def _request(self, request: Request) -> None:
-        response = self.conn.accept(request)
-        if response.status_code != 101:
-            reason = str(self.conn.handshake_exc or response.reason_phrase)
-            self.handshake_failed(response.status_code, reason)
-            return
-        del response.headers["Date"]  # ours comes with the server's default headers
-        self.response = response
-        # websockets 17 decodes header values as ISO-8859-1, older versions as ASCII with
-        # surrogate escapes: this encoding gives the wire bytes back for both.
-        headers = [
-            (name.lower().encode("ascii"), value.encode("latin-1", "surrogateescape"))
-            for name, value in request.headers.raw_items()
-        ]
-        self.handshake(request.path.encode("ascii", "surrogateescape"), headers)
-
-    def accept_bytes(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> bytes:
-        response = self.response
-        assert response is not None
-        response_headers = response.headers
-        for name, value in headers:
-            response_headers[name.decode("latin-1")] = value.decode("latin-1")
-        if subprotocol is not None:
-            response_headers["Sec-WebSocket-Protocol"] = subprotocol
-        self.response = None
-        conn = self.conn
-        conn.send_response(response)
-        return b"".join(conn.data_to_send())
-
-    def message_bytes(self, data: str | bytes) -> bytes:
-        conn = self.conn
+    def message(self, data: str | bytes) -> bytes:
+        protocol = self.protocol
         if isinstance(data, str):
-            conn.send_text(data.encode("utf-8"))
+            protocol.send_text(data.encode("utf-8"))
         else:
-            conn.send_binary(data)
-        writes = conn.data_to_send()
+            protocol.send_binary(data)
+        writes = protocol.data_to_send()
         return writes[0] if len(writes) == 1 else b"".join(writes)
 
-    def ping_bytes(self, payload: bytes) -> bytes:
-        conn = self.conn
-        conn.send_ping(payload)
-        return b"".join(conn.data_to_send())
+    def ping(self, payload: bytes) -> bytes:
+        protocol = self.protocol
+        protocol.send_ping(payload)
+        return b"".join(protocol.data_to_send())
 
-    def close_bytes(self, code: int, reason: str) -> bytes:
-        conn = self.conn
-        if conn.state is not State.OPEN:
+    def close(self, code: int, reason: str) -> bytes:
+        protocol = self.protocol
+        if protocol is None or protocol.state is not State.OPEN:
             # The library already echoed a close frame the client sent in the same read
             # as the bytes we are failing on: no second close frame.
             return b""
-        conn.send_close(code, reason)
-        return b"".join(conn.data_to_send())
+        protocol.send_close(code, reason)
+        return b"".join(protocol.data_to_send())

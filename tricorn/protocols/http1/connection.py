@@ -1,16 +1,20 @@
 """One HTTP/1.1 connection, shared by both parser backends.
 
-Rules of this module: everything about a connection that does not depend on the parser
-library lives here, once. A backend subclass implements ``parse(data)`` and, from its
-parser's events, calls ``request_head``, ``request_body`` and ``request_complete``; a
-request that breaks HTTP raises ``HTTPProtocolError`` out of ``parse``.
+Rules of this module: everything about an HTTP/1.1 connection that does not depend on the
+parser library lives here, once. A backend subclass implements ``parse(data)`` and, from
+its parser's events, calls ``request_head``, ``request_body`` and ``request_complete``; a
+request that breaks HTTP raises ``HTTPProtocolError`` out of ``parse``. Each request
+becomes an ``HTTPStream`` (``protocols.asgi``) whose sink is an ``HTTP1Sink``
+(``response``); a WebSocket upgrade becomes a ``WebSocketOverHTTP1`` (``websocket``),
+which then gets every byte the connection receives.
 
 Theory of operation
 -------------------
 * Bytes are parsed as they arrive. The first request's app runs; requests pipelined behind
   it wait in ``pending`` (reading paused) and start in order as each response completes.
 * Reading also pauses while the running app has more than ``HIGH_WATER`` bytes of body it
-  has not read; ``receive()`` resumes it. ``send()`` waits while the transport is paused.
+  has not read; ``receive()`` resumes it (``HTTP1Sink.consumed``). ``send()`` waits while
+  the transport is paused.
 * Timeouts are swept by ``on_tick`` (called once a second for every connection by
   ``ServerState.tick``), not armed per request: an idle keep-alive connection closes after
   ``timeout_keep_alive``, a request head must arrive within ``HEAD_TIMEOUT``.
@@ -26,22 +30,26 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import deque
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_to_bytes
 
-from tricorn.protocols.base import TRACE, BaseConnection, logger
-from tricorn.protocols.http.cycle import RequestResponseCycle
-from tricorn.protocols.http.errors import HTTPProtocolError, error_response
-from tricorn.protocols.utils import connection_tokens, is_ssl
+from tricorn.logs import TRACE_LOG_LEVEL
+from tricorn.protocols.asgi.errors import HTTPProtocolError
+from tricorn.protocols.asgi.http import HTTPStream, service_unavailable
+from tricorn.protocols.asgi.scope import new_scope
+from tricorn.protocols.base import BaseConnection, logger
+from tricorn.protocols.http1.request import (
+    DEFAULT_MAX_HEAD,
+    HTTP_METHODS,
+    MAX_HEADERS,
+    MAX_TARGET,
+    split_target,
+    transfer_coding_error,
+    version_error,
+)
+from tricorn.protocols.http1.response import HTTP1Sink, error_response
+from tricorn.protocols.http1.websocket import WebSocketOverHTTP1
+from tricorn.protocols.utils import connection_tokens
 
-if TYPE_CHECKING:
-    pass
-
-DEFAULT_MAX_HEAD = 64 * 1024  # bytes of request line + headers (--h11-max-incomplete-event-size)
-MAX_TARGET = 8190  # bytes of request target, as Apache's LimitRequestLine
-MAX_HEADERS = 100  # header fields per request
 HEAD_TIMEOUT = 30.0  # seconds a started request head may take: bounds slow-loris clients
 HIGH_WATER = 64 * 1024  # unread request body bytes before reading pauses
 
@@ -60,70 +68,9 @@ _REQUEST_HEADERS = {
     b"upgrade": _UPGRADE,
 }
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
-# Every method llhttp accepts on an HTTP/1.x request line (probed with httptools 0.9); both
-# backends serve these and refuse any other with 400. llhttp refuses a method as soon as its
-# bytes stop spelling one of these, before the token is complete, so it cannot tell an
-# unknown method (RFC 9110 9.1 would suggest 501) from garbage such as a TLS handshake: 400
-# is the answer that does not depend on how the bytes were cut.
-HTTP_METHODS = frozenset(
-    (
-        b"ACL BIND CHECKOUT CONNECT COPY DELETE GET HEAD LINK LOCK M-SEARCH MERGE MKACTIVITY "
-        b"MKCALENDAR MKCOL MOVE NOTIFY OPTIONS PATCH POST PROPFIND PROPPATCH PURGE PUT QUERY "
-        b"REBIND REPORT SEARCH SOURCE SUBSCRIBE TRACE UNBIND UNLINK UNLOCK UNSUBSCRIBE"
-    ).split()
-)
-# "chunked" as the last coding, followed by spaces only: llhttp's reading of a chunked body.
-CHUNKED_FINAL = re.compile(rb"(?:^|,[ \t]*)chunked *\Z", re.IGNORECASE)
 
 
-def version_error(http_version: str) -> HTTPProtocolError:
-    """The error for a request version other than 1.0 and 1.1.
-
-    0.9 (llhttp's name for a request line without a version) is not an HTTP/1 request: 400.
-    Anything above is a version we do not speak: 505.
-    """
-    if http_version < "1.0":
-        return HTTPProtocolError(400, f"invalid HTTP version {http_version!r}")
-    return HTTPProtocolError(505, f"unsupported HTTP version {http_version!r}")
-
-
-def transfer_coding_error(value: bytes) -> HTTPProtocolError | None:
-    """Check a request's Transfer-Encoding value: None when the body is plainly chunked.
-
-    RFC 9112 6.1/6.3: "chunked" anywhere but last, or twice, leaves the body length unknown
-    (400). Any other coding, before "chunked" or alone, is one we do not implement (501).
-    Empty list elements are ignored (RFC 9110 5.6.1). Only spaces may follow the final
-    "chunked": llhttp reads "chunked<TAB>" as another coding and fails after the head, so
-    both backends refuse it (400) before the app starts.
-    """
-    codings = [coding for coding in (c.strip(b" \t").lower() for c in value.split(b",")) if coding]
-    if not codings or b"chunked" in codings[:-1]:
-        return HTTPProtocolError(400, "chunked is not the final transfer coding, once")
-    if any(coding != b"chunked" for coding in codings):
-        return HTTPProtocolError(501, "unsupported transfer coding")
-    if CHUNKED_FINAL.search(value) is None:
-        return HTTPProtocolError(400, "invalid Transfer-Encoding")
-    return None
-
-
-async def service_unavailable(scope: Any, receive: Any, send: Any) -> None:
-    """The app that answers when ``--limit-concurrency`` is reached."""
-    body = b"Service Unavailable"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", b"%d" % len(body)),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-class HTTPConnection(BaseConnection):
+class HTTP1Connection(BaseConnection):
     """Per-connection HTTP/1.1 behaviour; subclasses only plug in a parser."""
 
     __slots__ = (
@@ -131,7 +78,7 @@ class HTTPConnection(BaseConnection):
         "timeout_keep_alive",
         "max_head",
         "ws_available",
-        "cycle",
+        "stream",
         "receiving",
         "pending",
         "reading_paused",
@@ -143,7 +90,7 @@ class HTTPConnection(BaseConnection):
         "closed",
         "failed",
         "deferred_error",
-        "upgrade_to",
+        "websocket",
     )
 
     def setup(self) -> None:
@@ -151,11 +98,11 @@ class HTTPConnection(BaseConnection):
         self.limit_concurrency: int | None = config.limit_concurrency
         self.timeout_keep_alive: float = config.timeout_keep_alive
         self.max_head: int = config.h11_max_incomplete_event_size or DEFAULT_MAX_HEAD
-        self.ws_available = getattr(config, "ws_protocol_class", None) is not None
+        self.ws_available = config.ws_protocol_class is not None
 
-        self.cycle: RequestResponseCycle | None = None  # the one whose app runs
-        self.receiving: RequestResponseCycle | None = None  # the one whose body is parsed
-        self.pending: deque[RequestResponseCycle] = deque()
+        self.stream: HTTPStream | None = None  # the one whose app runs
+        self.receiving: HTTPStream | None = None  # the one whose body is parsed
+        self.pending: deque[HTTPStream] = deque()
         self.reading_paused = False
         self.in_head = True
         self.head_size = 0
@@ -165,9 +112,9 @@ class HTTPConnection(BaseConnection):
         self.closed = False
         self.failed = False
         self.deferred_error: HTTPProtocolError | None = None
-        # Set when a request switches this connection to WebSocket: the backend then hands
-        # every byte after that request to ``upgrade_to`` instead of parsing it.
-        self.upgrade_to: asyncio.Protocol | None = None
+        # Set when a request switched this connection to WebSocket: the backend then hands
+        # every byte after that request to it instead of parsing it.
+        self.websocket: WebSocketOverHTTP1 | None = None
         self.new_parser()
 
     # -- the backend's part -------------------------------------------------------------
@@ -186,31 +133,41 @@ class HTTPConnection(BaseConnection):
         self.attach(transport)
         self.idle_since = self.loop.time()
         if self.trace:
-            logger.log(TRACE, "%s - HTTP connection made", self.client_addr)
+            logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection made", self.client_addr)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.detach()
         if self.trace:
-            logger.log(TRACE, "%s - HTTP connection lost", self.client_addr)
-        for cycle in (self.cycle, self.receiving):
-            if cycle is not None:
-                cycle.on_disconnect()
+            logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection lost", self.client_addr)
+        if self.websocket is not None:
+            self.websocket.stream.connection_lost()
+        for stream in (self.stream, self.receiving):
+            if stream is not None:
+                stream.on_disconnect()
         self.pending.clear()
-        self.cycle = self.receiving = None
+        self.stream = self.receiving = None
 
     def eof_received(self) -> bool | None:
+        if self.websocket is not None:
+            # A WebSocket without a closing handshake (1006), or the end of the one we
+            # failed. Returning None lets the transport close.
+            self.websocket.stream.eof_received()
+            return None
         # The client will send nothing more. A request cut short cannot be answered well;
         # a complete one still is (half-close), except over TLS which cannot half-close.
         receiving = self.receiving
         if receiving is not None:
             receiving.on_disconnect()
-        if self.cycle is None or is_ssl(self.transport):
+        if self.stream is None or self.tls:
             return None
         self.shutting_down = True
         return True
 
     def data_received(self, data: bytes) -> None:
+        if self.websocket is not None:
+            self.websocket.receive(data)
+            return
         if self.failed:
             return
         if self.in_head:
@@ -312,110 +269,70 @@ class HTTPConnection(BaseConnection):
                 raise error
             if http_version == "1.0":
                 keep_alive = False  # RFC 9112 6.1: close after an HTTP/1.0 chunked request
+        raw_path, query = split_target(target)
         if (
             # Upgrade means nothing unless Connection names it (RFC 9110 7.8).
             connection_upgrade
             and upgrade is not None
             and http_version == "1.1"
             and b"websocket" in connection_tokens(upgrade)
+            and self.upgrade_to_websocket(method, target, raw_path, query, headers)
         ):
-            # Other upgrades (h2c) are not ours: served as plain HTTP, silently.
-            limit = self.limit_concurrency
-            state = self.server_state
-            if limit is not None and (len(state.connections) > limit or len(state.tasks) >= limit):
-                pass  # over --limit-concurrency: start_cycle answers 503 instead of upgrading
-            elif self.ws_available and self.cycle is None and method == b"GET":
-                self.switch_to_websocket(method, target, http_version, headers)
-                return
-            elif not self.ws_available:
-                config = self.config
-                if config.interface == "wsgi":
-                    why = "WebSockets are not available for WSGI apps"
-                elif config.ws == "none":
-                    why = "WebSockets are off (--ws none); use --ws auto, websockets or wsproto"
-                else:
-                    why = (
-                        "no WebSocket library is installed; "
-                        "pip install 'tricorn[standard]' (websockets) or pip install wsproto"
-                    )
-                logger.warning("Unsupported upgrade request: %s. Serving it as plain HTTP.", why)
-
-        raw_path, _, query = target.partition(b"?")
-        if raw_path[:1] != b"/":
-            if raw_path[:7].lower() == b"http://" or raw_path[:8].lower() == b"https://":
-                # absolute-form (RFC 9112 3.2.2): keep the path only
-                slash = raw_path.find(b"/", raw_path.find(b"//") + 2)
-                raw_path = raw_path[slash:] if slash != -1 else b"/"
-            elif raw_path != b"*":
-                raise HTTPProtocolError(400, "invalid request target")
-        if b"%" in raw_path or not raw_path.isascii():
-            path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
-        else:
-            path = raw_path.decode("ascii")
+            return
         method_str = _METHODS.get(method)
         if method_str is None:
             # llhttp also takes RTSP methods on an "RTSP/1.0" request line; not HTTP.
             if method not in HTTP_METHODS:
                 raise HTTPProtocolError(400, "invalid method for HTTP")
             method_str = method.decode("ascii")
-        root_path = self.root_path
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": self.asgi,
-            "http_version": http_version,
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "method": method_str,
-            "root_path": root_path,
-            "path": root_path + path,
-            "raw_path": self.raw_root_path + raw_path if root_path else raw_path,
-            "query_string": query,
-            "headers": headers,
-            "state": self.app_state.copy(),
-        }
-        cycle = RequestResponseCycle(self, scope, target, http_version, keep_alive, expect_continue)
+        scope = new_scope(self, "http", http_version, raw_path, query, headers)
+        scope["method"] = method_str
+        sink = HTTP1Sink(self, http_version, keep_alive)
+        stream = HTTPStream(self, scope, sink, target, expect_continue)
         self.server_state.total_requests += 1
-        self.receiving = cycle
-        if self.cycle is None:
-            self.start_cycle(cycle)
+        self.receiving = stream
+        if self.stream is None:
+            self.start_stream(stream)
         else:
-            self.pending.append(cycle)
+            self.pending.append(stream)
             self.update_reading()
 
-    def switch_to_websocket(
+    def upgrade_to_websocket(
         self,
         method: bytes,
         target: bytes,
-        http_version: str,
+        raw_path: bytes,
+        query: bytes,
         headers: list[tuple[bytes, bytes]],
-    ) -> None:
-        """Hand the connection to the WebSocket protocol, replaying the request head.
-
-        The WebSocket libraries parse the handshake themselves, so the head is rebuilt as
-        bytes; the backend then forwards whatever follows it with ``forward_upgrade``.
-        """
-        ws_class: Any = self.config.ws_protocol_class
-        ws = ws_class(
-            config=self.config,
-            server_state=self.server_state,
-            app_state=self.app_state,
-            _loop=self.loop,
-        )
-        self.upgrade_to = ws
-        self.failed = True  # this object parses nothing more
-        self.server_state.connections.discard(self)
-        head = [b"%s %s HTTP/%s\r\n" % (method, target, http_version.encode())]
-        head.extend(b"%s: %s\r\n" % (name, value) for name, value in headers)
-        head.append(b"\r\n")
-        self.transport.set_protocol(ws)
-        ws.connection_made(self.transport)
-        ws.data_received(b"".join(head))
+    ) -> bool:
+        """Switch to WebSocket if this request may; False: serve it as plain HTTP."""
+        if self.over_concurrency_limit():
+            return False  # start_stream answers 503 instead of upgrading
+        if not self.ws_available:
+            config = self.config
+            if config.interface == "wsgi":
+                why = "WebSockets are not available for WSGI apps"
+            elif config.ws == "none":
+                why = "WebSockets are off (--ws none); use --ws auto, websockets or wsproto"
+            else:
+                why = (
+                    "no WebSocket library is installed; "
+                    "pip install 'tricorn[standard]' (websockets) or pip install wsproto"
+                )
+            logger.warning("Unsupported upgrade request: %s. Serving it as plain HTTP.", why)
+            return False
+        if self.stream is not None or method != b"GET":
+            return False  # other upgrades (h2c) are not ours: served as plain HTTP, silently
+        # Raises HandshakeFailed (an HTTPProtocolError) for an invalid handshake.
+        websocket = WebSocketOverHTTP1(self, target, raw_path, query, headers)
+        self.websocket = websocket
+        self.start_task(websocket.stream.run_asgi(self.app))
+        return True
 
     def forward_upgrade(self, data: bytes) -> None:
-        """Bytes that followed an upgrade request belong to the new protocol."""
-        if data and self.upgrade_to is not None:
-            self.upgrade_to.data_received(data)
+        """Bytes that followed an upgrade request belong to the WebSocket."""
+        if data and self.websocket is not None:
+            self.websocket.receive(data)
 
     def request_body(self, data: bytes) -> None:
         receiving = self.receiving
@@ -425,38 +342,39 @@ class HTTPConnection(BaseConnection):
                 self.update_reading()
 
     def request_complete(self) -> None:
-        if self.upgrade_to is not None:
-            return  # the upgrade request itself: the WebSocket protocol owns it now
+        if self.websocket is not None:
+            return  # the upgrade request itself: the WebSocket owns what follows
         receiving = self.receiving
         self.receiving = None
         self.in_head = True
         if receiving is not None:
             receiving.end_body()
-        if self.cycle is None and not self.pending:
+        if self.stream is None and not self.pending:
             self.idle_since = self.loop.time()
             if self.reading_paused:
                 self.update_reading()
 
-    # -- cycles -------------------------------------------------------------------------
+    # -- streams ------------------------------------------------------------------------
 
-    def start_cycle(self, cycle: RequestResponseCycle) -> None:
-        self.cycle = cycle
-        app = self.app
+    def over_concurrency_limit(self) -> bool:
         limit = self.limit_concurrency
         state = self.server_state
-        if limit is not None and (len(state.connections) > limit or len(state.tasks) >= limit):
+        return limit is not None and (len(state.connections) > limit or len(state.tasks) >= limit)
+
+    def start_stream(self, stream: HTTPStream) -> None:
+        self.stream = stream
+        app = self.app
+        if self.over_concurrency_limit():
             logger.warning("Exceeded concurrency limit.")
             app = service_unavailable
-        self.start_task(cycle.run_asgi(app))
+            stream.sink.keep_alive = False  # type: ignore[attr-defined]  # an HTTP1Sink
+        self.start_task(stream.run_asgi(app))
 
-    def on_response_complete(self, cycle: RequestResponseCycle) -> None:
-        """Called by the cycle once its last body byte was written."""
-        if self.access_log:
-            cycle.log_access()
-        if self.cycle is cycle:
-            self.cycle = None
+    def response_complete(self, keep_alive: bool) -> None:
+        """Called by the current stream's sink once its last body byte was written."""
+        self.stream = None
         if (
-            not cycle.keep_alive
+            not keep_alive
             or self.closed
             # Draining (server shutdown, or the client half-closed after its head went out
             # with keep-alive): nothing more is owed once this response is out.
@@ -465,7 +383,7 @@ class HTTPConnection(BaseConnection):
             self.abort()
             return
         if self.pending:
-            self.start_cycle(self.pending.popleft())
+            self.start_stream(self.pending.popleft())
         elif self.deferred_error is not None:
             self.send_error(self.deferred_error)
             return
@@ -497,28 +415,28 @@ class HTTPConnection(BaseConnection):
     def protocol_error(self, exc: HTTPProtocolError) -> None:
         """The client broke HTTP: answer ``exc.status`` after what it is owed, then close."""
         self.failed = True
-        # The parser's reason may quote client bytes: bounded, and %r-escaped by the parsers.
-        logger.warning("Invalid HTTP request received: %s", exc.reason[:200])
+        # The reason may quote client bytes: bounded, and escaped by whoever raised it.
+        logger.warning("%s: %s", exc.what, exc.reason[:200])
         receiving = self.receiving
         self.receiving = None
         if receiving is not None and not receiving.body_complete:
             # The broken part is this request's body: that request gets the error.
             if receiving in self.pending:
                 self.pending.remove(receiving)
-            elif receiving is self.cycle:
+            elif receiving is self.stream:
                 if receiving.response_started:
                     self.abort()
                     return
                 receiving.on_disconnect()
-                self.cycle = None
-        if self.cycle is None and not self.pending:
+                self.stream = None
+        if self.stream is None and not self.pending:
             self.send_error(exc)
         else:
             self.deferred_error = exc  # answered after the responses the client is owed
 
     def send_error(self, exc: HTTPProtocolError) -> None:
         if not self.closed:
-            self.transport.write(error_response(exc.status, self.server_state.default_headers))
+            self.transport.write(error_response(exc, self.server_state))
         self.abort()
 
     def abort(self) -> None:
@@ -532,9 +450,14 @@ class HTTPConnection(BaseConnection):
     def shutdown(self) -> None:
         """Stop reusing this connection; requests already sent are still answered."""
         self.shutting_down = True
+        if self.websocket is not None:
+            self.websocket.stream.shutdown()
 
     def on_tick(self, now: float) -> None:
-        if self.cycle is not None or self.pending or self.closed:
+        if self.websocket is not None:
+            self.websocket.stream.on_tick(now)
+            return
+        if self.stream is not None or self.pending or self.closed:
             return  # the app's time is its own
         if self.head_started is not None:
             if now - self.head_started > HEAD_TIMEOUT:

@@ -1,4 +1,4 @@
-"""``--http httptools``: llhttp (through httptools) feeding the shared HTTP connection."""
+"""``--http httptools``: llhttp (through httptools) feeding the shared HTTP/1.1 connection."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import logging
 
 import httptools
 
-from tricorn.protocols.http.connection import MAX_HEADERS, MAX_TARGET, HTTPConnection
-from tricorn.protocols.http.errors import HTTPProtocolError
+from tricorn.protocols.asgi.errors import HTTPProtocolError
+from tricorn.protocols.http1.connection import HTTP1Connection
+from tricorn.protocols.http1.request import MAX_HEADERS, MAX_TARGET
 
 logger = logging.getLogger("tricorn.error")
 
 
-class HTTPToolsProtocol(HTTPConnection):
+class HTTPToolsProtocol(HTTP1Connection):
     """HTTP/1.1 over httptools. Only translates parser callbacks; see ``connection``."""
 
     __slots__ = ("parser", "url", "headers", "priming")
@@ -35,7 +36,7 @@ class HTTPToolsProtocol(HTTPConnection):
         except httptools.HttpParserUpgrade as exc:
             # llhttp stops after a request asking to switch protocols.
             offset = exc.args[0]
-            if self.upgrade_to is not None:
+            if self.websocket is not None:
                 self.forward_upgrade(data[offset:])
                 return
             # We answer it as plain HTTP. llhttp took the body, if any, for the new protocol:
@@ -101,6 +102,6 @@ class HTTPToolsProtocol(HTTPConnection):
         self.request_body(body)
 
     def on_message_complete(self) -> None:
-        if self.parser.should_upgrade() and self.upgrade_to is None:
+        if self.parser.should_upgrade() and self.websocket is None:
             return  # an upgrade we serve as plain HTTP: its body is read after the pause
         self.request_complete()

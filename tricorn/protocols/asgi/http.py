@@ -1,40 +1,40 @@
-"""The ASGI HTTP cycle: the message rules of one request and its response, written once.
+"""The ASGI HTTP stream: the message rules of one request and its response, written once.
 
-Rules of this module: it knows ASGI messages and HTTP/1.1 response framing; it knows
-nothing of parser libraries. The connection feeds it the request body and tells it when the
-client is gone; it calls back ``conn.on_response_complete`` exactly once.
+Rules of this module: it knows ASGI messages and HTTP semantics, never a wire byte. The
+framing that parsed the request (``http1`` today, ``http2`` later) creates one
+``HTTPStream`` per request with a *sink*: its own object that puts the response on the
+wire (``HTTPSink``). The framing feeds the request body (``feed_body``, ``end_body``) and
+says when the client is gone (``on_disconnect``); the stream answers only through the
+sink.
 
 Theory of operation
 -------------------
-* ``receive()`` hands out the body as it arrives. The first call answers
-  ``Expect: 100-continue``. Once the body is delivered it waits; it returns
-  ``http.disconnect`` after the response is complete or when the client is gone.
-* ``send()`` does not write ``http.response.start`` at once: the head is built with the
-  first ``http.response.body`` so head and body leave in one ``transport.write``, and so a
-  body sent whole gets a Content-Length instead of chunked framing.
+* ``receive()`` hands out the body as it arrives and gives the framing flow-control credit
+  for what the app took (``sink.consumed``). The first call answers
+  ``Expect: 100-continue`` (``sink.send_continue``). Once the body is delivered it waits;
+  it returns ``http.disconnect`` after the response is complete or when the client is gone.
+* ``send()`` holds ``http.response.start`` back: the head goes to the sink with the first
+  ``http.response.body`` (``sink.send_head``), so head and body can leave in one write, and
+  the framing knows whether the whole body is there (HTTP/1.1 then frames it with a
+  Content-Length instead of chunks).
 * Content-Length is enforced both ways; HEAD, 1xx, 204 and 304 carry no body.
 * ``send()`` after the client went away raises ``ClientDisconnected`` (an ``OSError``).
+* An app that fails before responding gets a 500; after, the sink aborts the response.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
-from tricorn.protocols.http.errors import ClientDisconnected, status_line
+from tricorn.protocols.asgi.errors import ClientDisconnected, check_header, plain_text
+from tricorn.protocols.base import BaseConnection
 from tricorn.protocols.utils import Wakeup, connection_tokens, log_safe, scope_client_addr
-
-if TYPE_CHECKING:
-    from tricorn.protocols.http.connection import HTTPConnection
 
 logger = logging.getLogger("tricorn.error")
 access_logger = logging.getLogger("tricorn.access")
-
-# RFC 9110 token characters for header names; values may not contain CR, LF or NUL.
-_VALID_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
-_INVALID_VALUE = re.compile(rb"[\x00\r\n]").search
 
 _CONTENT_LENGTH = 1
 _TRANSFER_ENCODING = 2
@@ -45,19 +45,55 @@ _RESPONSE_HEADERS = {
     b"connection": _CONNECTION,
 }
 
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 
 
-class RequestResponseCycle:
-    """One request: its ASGI ``receive``/``send`` pair and the response's framing state."""
+class HTTPSink(Protocol):
+    """What an HTTP stream needs of its framing, per request.
+
+    The stream calls these in ASGI order: ``send_continue`` at most once, before the head;
+    ``send_head`` once, with the first body bytes; ``send_body`` for each later body;
+    ``more_body=False`` on either ends the response (HTTP/1.1: the last chunk, then the
+    next pipelined request may start; HTTP/2: END_STREAM). ``abort`` may come at any time
+    and ends the exchange at once (HTTP/1.1: close the connection; HTTP/2: reset the
+    stream). ``consumed(n)``: the app took ``n`` body bytes, the framing may let
+    the client send more (HTTP/1.1: resume reading; HTTP/2: WINDOW_UPDATE).
+    ``writing_paused``/``drain()``: back-pressure of this response (HTTP/1.1: the
+    transport's; HTTP/2: also the stream's flow-control window). Trailers, when they come,
+    are one more call after ``send_body(..., more_body=True)`` that ends the response.
+    """
+
+    @property
+    def writing_paused(self) -> bool: ...
+
+    def send_continue(self) -> None: ...
+
+    def send_head(self, stream: HTTPStream, body: bytes, more_body: bool) -> None: ...
+
+    def send_body(self, body: bytes, more_body: bool) -> None: ...
+
+    def consumed(self, size: int) -> None: ...
+
+    def abort(self) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
+class HTTPStream:
+    """One request: its ASGI ``receive``/``send`` pair and the response's state.
+
+    What the sink reads of the response once ``send_head`` is called: ``status``,
+    ``headers`` (as the app gave them, checked), ``content_length`` (the app's, or None),
+    ``no_body`` (HEAD, 1xx, 204, 304), ``overridden`` (the default header names the app
+    set itself, lower-cased, or None), ``app_chunked`` and ``app_closes`` (the app set
+    Transfer-Encoding, or ``Connection: close``).
+    """
 
     __slots__ = (
         "conn",
+        "sink",
         "scope",
         "target",
-        "http_version",
-        "keep_alive",
         "expect_continue",
         "is_head",
         "body",
@@ -70,10 +106,12 @@ class RequestResponseCycle:
         "response_complete",
         "status",
         "headers",
-        "head_written",
+        "content_length",
         "no_body",
-        "chunked",
+        "overridden",
+        "app_chunked",
         "app_closes",
+        "head_sent",
         "remaining",
         "bytes_sent",
         "start_time",
@@ -81,19 +119,17 @@ class RequestResponseCycle:
 
     def __init__(
         self,
-        conn: HTTPConnection,
+        conn: BaseConnection,
         scope: dict[str, Any],
+        sink: HTTPSink,
         target: bytes,
-        http_version: str,
-        keep_alive: bool,
         expect_continue: bool,
     ) -> None:
         self.conn = conn
+        self.sink = sink
         self.scope = scope
-        self.target = target
-        self.http_version = http_version
-        self.keep_alive = keep_alive
-        self.expect_continue = expect_continue
+        self.target = target  # as the client sent it, for the access log
+        self.expect_continue = expect_continue  # the client waits for "100 Continue"
         self.is_head = scope["method"] == "HEAD"
         # Request body
         self.body: list[bytes] = []
@@ -107,32 +143,31 @@ class RequestResponseCycle:
         self.response_complete = False
         self.status = 0
         self.headers: Any = ()
-        self.head_written = False
+        self.content_length: int | None = None
         self.no_body = False
-        self.chunked = False
+        self.overridden: set[bytes] | None = None
+        self.app_chunked = False
         self.app_closes = False
-        self.remaining: int | None = None
+        self.head_sent = False
+        self.remaining: int | None = None  # body bytes the app's Content-Length still owes
         self.bytes_sent = 0
         self.start_time = conn.loop.time()
 
-    # -- driven by the connection -------------------------------------------------------
+    # -- driven by the framing ----------------------------------------------------------
 
     def feed_body(self, data: bytes) -> None:
         if self.response_complete or self.disconnected:
             return  # the app is done with this request: the rest of its body is discarded
         self.body.append(data)
         self.body_size += len(data)
-        self.wake()
+        self.wakeup.wake()
 
     def end_body(self) -> None:
         self.body_complete = True
-        self.wake()
+        self.wakeup.wake()
 
     def on_disconnect(self) -> None:
         self.disconnected = True
-        self.wake()
-
-    def wake(self) -> None:
         self.wakeup.wake()
 
     # -- running the app ----------------------------------------------------------------
@@ -141,25 +176,25 @@ class RequestResponseCycle:
         try:
             result = await app(self.scope, self.receive, self.send)
         except asyncio.CancelledError:
-            # Graceful shutdown ran out of time: the connection cannot be answered.
+            # Graceful shutdown ran out of time: the request cannot be answered.
             if not self.response_complete:
-                self.conn.abort()
+                self.sink.abort()
             raise
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             if isinstance(exc, ClientDisconnected) and self.disconnected:
-                self.conn.abort()  # the app stopped because the client left: just close
+                self.sink.abort()  # the app stopped because the client left: just close
                 return
             logger.error("Exception in ASGI application\n", exc_info=exc)
             self._fail()
             return
         if result is not None:
             logger.error("ASGI callable should return None, but returned %r.", result)
-            self.conn.abort()
+            self.sink.abort()
         elif not self.response_started:
             if self.disconnected:
-                self.conn.abort()  # nobody to answer: do not leave the connection half-open
+                self.sink.abort()  # nobody to answer: do not leave the exchange half-open
             else:
                 logger.error("ASGI callable returned without starting response.")
                 self._fail()
@@ -168,20 +203,14 @@ class RequestResponseCycle:
             self._fail()
 
     def _fail(self) -> None:
-        """The app failed: answer 500 if nothing was sent yet, else close the connection."""
+        """The app failed: answer 500 if nothing was sent yet, else abort."""
         if self.disconnected or self.response_complete:
             return
         if self.response_started:
-            self.conn.abort()  # the app's response was under way: only closing is left
+            self.sink.abort()  # the app's response was under way: only aborting is left
             return
-        body = b"Internal Server Error"
-        self._start_response(
-            500,
-            [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", b"%d" % len(body)),
-            ],
-        )
+        headers, body = plain_text(500)
+        self._start_response(500, headers)
         self._write_body(body, False)
 
     # -- ASGI receive -------------------------------------------------------------------
@@ -193,7 +222,7 @@ class RequestResponseCycle:
             and not (self.response_started or self.disconnected)
         ):
             self.expect_continue = False
-            self.conn.transport.write(_CONTINUE)
+            self.sink.send_continue()
         while True:
             if self.disconnected or self.response_complete:
                 return _DISCONNECT
@@ -203,8 +232,7 @@ class RequestResponseCycle:
                 self.body_size = 0
                 if self.body_complete:
                     self.body_delivered = True
-                if self.conn.reading_paused:
-                    self.conn.update_reading()
+                self.sink.consumed(len(body))
                 return {"type": "http.request", "body": body, "more_body": not self.body_complete}
             await self.wakeup.wait()
 
@@ -231,55 +259,20 @@ class RequestResponseCycle:
             )
         more_body = message.get("more_body", False)
         self._write_body(message.get("body", b""), more_body)
-        if more_body and self.conn.writing_paused:
-            await self.conn.drain()
+        if more_body and self.sink.writing_paused:
+            await self.sink.drain()
             if self.disconnected:
                 raise ClientDisconnected("The client has disconnected.")
 
-    def _write_body(self, body: bytes, more_body: bool) -> None:
-        head = b"" if self.head_written else self._build_head(body, more_body)
-        if body and not self.no_body:
-            size = len(body)
-            remaining = self.remaining
-            if remaining is not None:
-                if size > remaining:
-                    self.response_complete = True
-                    self.conn.abort()
-                    raise RuntimeError("Response content longer than Content-Length")
-                self.remaining = remaining - size
-                data = head + body
-            elif self.chunked:
-                data = b"".join((head, b"%x\r\n" % size, body, b"\r\n"))
-            else:
-                data = head + body
-            self.bytes_sent += size
-        else:
-            data = head
-        if not more_body:
-            self.response_complete = True
-            if self.remaining:
-                self.conn.abort()
-                raise RuntimeError("Response content shorter than Content-Length")
-            if self.chunked:
-                data += b"0\r\n\r\n"
-        if data:
-            self.conn.transport.write(data)
-        if not more_body:
-            self.wake()
-            self.conn.on_response_complete(self)
-
     def _start_response(self, status: int, headers: Any) -> None:
-        """Validate the app's headers and note what framing they ask for.
+        """Check the app's headers and note what they say about framing.
 
         Done at ``http.response.start`` so a bad header is the app's error before anything
-        was accepted (the client gets 500); the framing is chosen with the first body.
+        was accepted (the client gets 500); the sink chooses the framing with the first body.
         """
-        state = self.conn.server_state
         content_length: int | None = None
-        app_chunked = False
-        app_closes = False
+        default_names = self.conn.server_state.default_header_names
         overridden: set[bytes] | None = None
-        lines = [status_line(status), b""]  # [1] becomes the default headers
         for name, value in headers:
             lname = name.lower()
             kind = _RESPONSE_HEADERS.get(lname)
@@ -289,82 +282,73 @@ class RequestResponseCycle:
                         raise RuntimeError(f"Invalid Content-Length header {value!r}.")
                     content_length = int(value)
                 elif kind == _TRANSFER_ENCODING:
-                    app_chunked = True
+                    self.app_chunked = True
                 elif b"close" in connection_tokens(value):
-                    app_closes = True
-            elif lname in state.default_header_names:
+                    self.app_closes = True
+            elif lname in default_names:
                 if overridden is None:
                     overridden = set()
                 overridden.add(lname)
-            if _VALID_NAME(name) is None:
-                raise RuntimeError(f"Invalid HTTP header name {name!r}.")
-            if _INVALID_VALUE(value) is not None:
-                raise RuntimeError(f"Invalid HTTP header value {value!r}.")
-            lines.append(b"%s: %s\r\n" % (name, value))
-        if content_length is not None and app_chunked:
+            check_header(name, value)
+        if content_length is not None and self.app_chunked:
             raise RuntimeError("Response has both Content-Length and Transfer-Encoding.")
-        lines[1] = (
-            state.default_headers
-            if overridden is None
-            else state.default_headers_without(overridden)
-        )
         self.status = status
-        self.headers = lines
-        self.remaining = content_length
-        self.chunked = app_chunked
-        if app_closes:
-            self.keep_alive = False
-            self.app_closes = True
+        self.headers = headers
+        self.overridden = overridden
+        self.no_body = status < 200 or status in (204, 304) or self.is_head
+        self.content_length = content_length
+        self.remaining = None if self.no_body else content_length
         self.response_started = True
 
-    def _build_head(self, first_body: bytes, more_body: bool) -> bytes:
-        """Choose the framing and render the head; called once, with the first body."""
-        conn = self.conn
-        lines: list[bytes] = self.headers
-        status = self.status
-        keep_alive = self.keep_alive
-        if status < 200 or status in (204, 304) or self.is_head:
-            self.no_body = True
-            self.remaining = None
-            self.chunked = False
-        elif self.remaining is not None or self.chunked:
-            pass  # the app chose the framing
-        elif not more_body:
-            # The whole body is here: frame it with a length, which keeps HTTP/1.0 alive too.
-            self.remaining = len(first_body)
-            lines.append(b"content-length: %d\r\n" % len(first_body))
-        elif self.http_version == "1.1":
-            self.chunked = True
-            lines.append(b"transfer-encoding: chunked\r\n")
+    def _write_body(self, body: bytes, more_body: bool) -> None:
+        if body:
+            if self.no_body:
+                body = b""
+            else:
+                size = len(body)
+                remaining = self.remaining
+                if remaining is not None:
+                    if size > remaining:
+                        self.response_complete = True
+                        self.sink.abort()
+                        raise RuntimeError("Response content longer than Content-Length")
+                    self.remaining = remaining - size
+                self.bytes_sent += size
+        if not more_body:
+            self.response_complete = True
+            if self.remaining:
+                self.sink.abort()
+                raise RuntimeError("Response content shorter than Content-Length")
+        if self.head_sent:
+            self.sink.send_body(body, more_body)
         else:
-            keep_alive = False  # HTTP/1.0 streaming: the body ends when the connection does
-
-        if (conn.shutting_down and not conn.pending) or (
-            # The client still waits for "100 Continue" and may or may not send its body:
-            # the connection cannot be reused safely.
-            self.expect_continue and not self.body_complete
-        ):
-            keep_alive = False
-        if not keep_alive:
-            if not self.app_closes:
-                lines.append(b"connection: close\r\n")
-        elif self.http_version == "1.0":
-            lines.append(b"connection: keep-alive\r\n")
-        self.keep_alive = keep_alive
-        self.head_written = True
-        lines.append(b"\r\n")
-        return b"".join(lines)
+            self.head_sent = True
+            self.sink.send_head(self, body, more_body)
+        if not more_body:
+            self.wakeup.wake()
+            if self.conn.access_log:
+                self.log_access()
 
     # -- logging ------------------------------------------------------------------------
 
     def log_access(self) -> None:
         conn = self.conn
+        scope = self.scope
         access_logger.info(
             '%s - "%s %s HTTP/%s" %d',
-            scope_client_addr(self.scope, conn.client, conn.client_addr),
-            self.scope["method"],
+            scope_client_addr(scope, conn.client, conn.client_addr),
+            scope["method"],
             log_safe(conn.raw_root_path + self.target),
-            self.http_version,
+            scope["http_version"],
             self.status,
             extra={"duration": conn.loop.time() - self.start_time, "size": self.bytes_sent},
         )
+
+
+async def service_unavailable(
+    scope: Any, receive: Any, send: Callable[[dict[str, Any]], Awaitable[None]]
+) -> None:
+    """The app that answers 503 when ``--limit-concurrency`` is reached."""
+    headers, body = plain_text(503)
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,4 +1,4 @@
-"""``--http h11``: h11 feeding the shared HTTP connection, held to llhttp's rules.
+"""``--http h11``: h11 feeding the shared HTTP/1.1 connection, held to llhttp's rules.
 
 Both backends must refuse the same input, at the same byte, with the same status (issue 2).
 llhttp (``--http httptools``) is the stricter parser: h11 takes bare LF line ends, obs-fold,
@@ -28,15 +28,15 @@ import re
 
 import h11
 
-from tricorn.protocols.http.connection import (
+from tricorn.protocols.asgi.errors import HTTPProtocolError
+from tricorn.protocols.http1.connection import HTTP1Connection
+from tricorn.protocols.http1.request import (
     CHUNKED_FINAL,
     HTTP_METHODS,
     MAX_HEADERS,
     MAX_TARGET,
-    HTTPConnection,
     version_error,
 )
-from tricorn.protocols.http.errors import HTTPProtocolError
 
 _UINT64_MAX = 2**64 - 1
 # A partial line is checked again on each read until it grows past this, then once it ends:
@@ -95,7 +95,7 @@ _CHUNK_LINE_START = re.compile(
 )
 
 # What the parser is reading.
-_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UPGRADED = range(7)
+_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER = range(6)
 
 
 def _bad(reason: str) -> HTTPProtocolError:
@@ -296,7 +296,7 @@ class HeadScanner:
                 self.empty_framing = True
 
 
-class H11Protocol(HTTPConnection):
+class H11Protocol(HTTP1Connection):
     """HTTP/1.1 over h11, as strict as llhttp. Only translates parser events; see ``connection``."""
 
     __slots__ = ("state", "scanner", "remaining", "line")
@@ -316,9 +316,6 @@ class H11Protocol(HTTPConnection):
                 data = self.read_length(data)
             elif state == _TRAILER:
                 data = self.read_trailer(data)
-            elif state == _UPGRADED:
-                self.forward_upgrade(data)
-                return
             else:
                 data = self.read_chunked(data)
 
@@ -495,9 +492,9 @@ class H11Protocol(HTTPConnection):
     def finish(self, rest: bytes) -> bytes:
         """The request is complete; ``rest`` is what followed it."""
         self.request_complete()
-        if self.upgrade_to is not None:
-            self.state = _UPGRADED
+        self.state = _HEAD
+        if self.websocket is not None:
+            # Upgraded: the connection hands every later byte to the WebSocket itself.
             self.forward_upgrade(rest)
             return b""
-        self.state = _HEAD
         return rest
