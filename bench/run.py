@@ -2,11 +2,18 @@
 
     .venv/bin/python bench/run.py                      # both backends, 10 s per run
     .venv/bin/python bench/run.py --duration 5 --connections 128 --http h11
+    git worktree add /tmp/before HEAD~3 && .venv/bin/python bench/run.py --baseline /tmp/before
 
 Each server runs as one process pinned to core 0 (``taskset``); ``wrk`` drives it from
 core 1, over 127.0.0.1 only. Every measured run follows a short warm-up on the same server.
 The table reports requests/s, p99 latency and the ratio Tricorn/uvicorn (above 1 means
-Tricorn serves more requests per second).
+Tricorn serves more requests per second). The servers take turns round by round and each
+ratio is the median of the per-round ratios, so a change in the machine's load moves
+both sides of a ratio together.
+
+``--baseline DIR`` adds a third server: Tricorn from another checkout (an earlier commit,
+say), run by the same interpreter from that directory, so a change is measured before and
+after in one run (ratio after/before, and each against uvicorn).
 
 uvicorn is installed for benchmarking only, into its own venv (``--uvicorn-venv``, created
 on first use); it is never a Tricorn dependency. ``wrk`` is installed with apt-get when
@@ -102,10 +109,11 @@ def wait_until_serving(proc: subprocess.Popen[bytes], port: int, timeout: float)
 
 
 @contextmanager
-def serving(command: list[str], port: int) -> Iterator[None]:
+def serving(command: list[str], port: int, cwd: Path = ROOT) -> Iterator[None]:
+    """Run ``command`` from ``cwd`` (``python -m`` imports tricorn from there first)."""
     proc = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, *command],
-        cwd=ROOT,
+        cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -196,19 +204,82 @@ def server_command(name: str, python: Path, port: int, *protocol: str, app: str 
     return [str(python), "-m", "tricorn", *common]
 
 
-def measure(name: str, python: Path, http: str, wrk: str, args: argparse.Namespace) -> Result:
-    results = []
+@dataclass
+class Server:
+    """One server under test: ``name`` (tricorn or uvicorn), its interpreter and directory."""
+
+    label: str
+    name: str
+    python: Path
+    cwd: Path = ROOT
+
+
+def measure_once(server: Server, http: str, wrk: str, args: argparse.Namespace) -> Result:
+    port = free_port()
+    command = server_command(server.name, server.python, port, "--http", http)
+    with serving(command, port, server.cwd):
+        run_wrk(wrk, port, args, args.warmup)
+        return run_wrk(wrk, port, args, args.duration)
+
+
+def measure(
+    servers: list[Server], http: str, wrk: str, args: argparse.Namespace
+) -> tuple[list[Result], list[list[float]]]:
+    """Each server's median result, and each round's requests/s of every server.
+
+    The servers take turns round by round (the ratios are taken per round)."""
+    rounds: list[list[Result]] = []
     for _ in range(args.rounds):
-        port = free_port()
-        with serving(server_command(name, python, port, "--http", http), port):
-            run_wrk(wrk, port, args, args.warmup)
-            results.append(run_wrk(wrk, port, args, args.duration))
-    # Median of rounds: one noisy round should not decide the ratio.
-    return Result(
-        statistics.median(r.requests_per_s for r in results),
-        statistics.median(r.p99_ms for r in results),
-        "; ".join(r.errors for r in results if r.errors),
+        rounds.append([measure_once(server, http, wrk, args) for server in servers])
+    medians = [
+        Result(
+            statistics.median(r[i].requests_per_s for r in rounds),
+            statistics.median(r[i].p99_ms for r in rounds),
+            "; ".join(r[i].errors for r in rounds if r[i].errors),
+        )
+        for i in range(len(servers))
+    ]
+    return medians, [[result.requests_per_s for result in r] for r in rounds]
+
+
+def median_ratio(per_round: list[list[float]], a: int, b: int) -> float:
+    return statistics.median(r[a] / r[b] for r in per_round)
+
+
+def add_baseline_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="also measure Tricorn from this checkout (e.g. a git worktree of an older commit)",
     )
+
+
+def servers_under_test(args: argparse.Namespace, uvicorn_python: Path) -> list[Server]:
+    """Tricorn, Tricorn from ``--baseline`` if given, and uvicorn (always last)."""
+    tricorn_python = Path(sys.executable)
+    servers = [Server("Tricorn", "tricorn", tricorn_python)]
+    if args.baseline is not None:
+        servers.append(Server("before", "tricorn", tricorn_python, args.baseline.resolve()))
+    servers.append(Server("uvicorn", "uvicorn", uvicorn_python))
+    return servers
+
+
+def ratio_columns(servers: list[Server]) -> list[str]:
+    """Each Tricorn over uvicorn, and after over before when there is a baseline."""
+    columns = [f"{server.label}/uvicorn" for server in servers[:-1]]
+    if len(servers) == 3:
+        columns.append("Tricorn/before")
+    return columns
+
+
+def ratio_cells(per_round: list[list[float]], servers: list[Server]) -> list[str]:
+    """The cells of ``ratio_columns``: medians of the per-round ratios."""
+    uvicorn = len(servers) - 1
+    cells = [f"{median_ratio(per_round, i, uvicorn):.2f}" for i in range(uvicorn)]
+    if len(servers) == 3:
+        cells.append(f"{median_ratio(per_round, 0, 1):.2f}")
+    return cells
 
 
 def main() -> None:
@@ -218,6 +289,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--rounds", type=int, default=1, help="runs per server; median kept")
+    add_baseline_argument(parser)
     parser.add_argument(
         "--http",
         action="append",
@@ -240,32 +312,32 @@ def main() -> None:
 
     wrk = ensure_wrk()
     uvicorn_python = ensure_uvicorn(args.uvicorn_venv)
-    tricorn_python = Path(sys.executable)
+    servers = servers_under_test(args, uvicorn_python)
+    backends = args.http or ["httptools", "h11"]
+    rows = [(http, *measure(servers, http, wrk, args)) for http in backends]
 
-    rows = []
-    for http in args.http or ["httptools", "h11"]:
-        tricorn = measure("tricorn", tricorn_python, http, wrk, args)
-        uvicorn = measure("uvicorn", uvicorn_python, http, wrk, args)
-        rows.append((http, tricorn, uvicorn))
-
-    versions = server_versions(tricorn_python, uvicorn_python)
+    versions = server_versions(servers[0].python, uvicorn_python)
     print(
         f"\ntricorn {versions[0]} vs uvicorn {versions[1]}; "
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, "
-        f"server on core {SERVER_CORE}, wrk on core {CLIENT_CORE}, {args.rounds} round(s)\n"
+        f"server on core {SERVER_CORE}, wrk on core {CLIENT_CORE}, {args.rounds} round(s)"
+        + (f"; before: {args.baseline}" if args.baseline is not None else "")
+        + "\n"
     )
-    print("| --http | Tricorn req/s | uvicorn req/s | ratio | Tricorn p99 | uvicorn p99 |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for http, tricorn, uvicorn in rows:
-        ratio = tricorn.requests_per_s / uvicorn.requests_per_s
-        print(
-            f"| {http} | {tricorn.requests_per_s:,.0f} | {uvicorn.requests_per_s:,.0f} "
-            f"| {ratio:.2f} | {tricorn.p99_ms:.2f} ms | {uvicorn.p99_ms:.2f} ms |"
-        )
-    for http, tricorn, uvicorn in rows:
-        for name, result in (("tricorn", tricorn), ("uvicorn", uvicorn)):
+    labels = [server.label for server in servers]
+    columns = [f"{label} req/s" for label in labels] + [f"{label} p99" for label in labels]
+    columns += ratio_columns(servers)
+    print("| --http | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for http, results, per_round in rows:
+        cells = [f"{r.requests_per_s:,.0f}" for r in results]
+        cells += [f"{r.p99_ms:.2f} ms" for r in results]
+        cells += ratio_cells(per_round, servers)
+        print(f"| {http} | " + " | ".join(cells) + " |")
+    for http, results, _ in rows:
+        for server, result in zip(servers, results, strict=True):
             if result.errors:
-                print(f"warning: {name} --http {http}: {result.errors}", file=sys.stderr)
+                print(f"warning: {server.label} --http {http}: {result.errors}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ws.py                                 # every --ws backend
     .venv/bin/python bench/ws.py --clients 100 --messages 2000 --ws websockets --rounds 5
+    .venv/bin/python bench/ws.py --baseline /tmp/before          # also an older checkout
 
 The app (``bench.ws:app``, below) accepts every WebSocket and echoes each message. ``N``
 clients each send ``M`` small text messages one at a time (send, wait for the echo, send
@@ -16,7 +17,8 @@ from core 1, uvicorn comes from its own venv (``run.py``'s helpers; ``wsproto`` 
 that venv when missing). The client is this script in a child process: a bare asyncio
 protocol sending one prebuilt masked frame per message and counting echoed bytes, so it
 costs little next to the servers. Every run is bounded: M messages per client, and a
-client that has not finished within ``--timeout`` seconds fails the run.
+client that has not finished within ``--timeout`` seconds fails the run. ``--baseline
+DIR`` adds Tricorn from another checkout, as in ``run.py``.
 """
 
 from __future__ import annotations
@@ -212,29 +214,27 @@ def run_load(port: int, clients: int, messages: int, args: argparse.Namespace) -
     return clients * messages / elapsed
 
 
-def measure_once(name: str, python: Path, ws: str, args: argparse.Namespace) -> float:
+def measure_once(server: run.Server, ws: str, args: argparse.Namespace) -> float:
     port = run.free_port()
-    with run.serving(
-        run.server_command(name, python, port, "--ws", ws, "--http", "auto", app=APP), port
-    ):
+    command = run.server_command(
+        server.name, server.python, port, "--ws", ws, "--http", "auto", app=APP
+    )
+    with run.serving(command, port, server.cwd):
         run_load(port, args.clients, max(1, args.messages // 10), args)  # warm-up
         return run_load(port, args.clients, args.messages, args)
 
 
 def measure(
-    ws: str, tricorn_python: Path, uvicorn_python: Path, args: argparse.Namespace
-) -> tuple[float, float, float]:
-    """Median msg/s of each server and the median of the per-round ratios.
+    servers: list[run.Server], ws: str, args: argparse.Namespace
+) -> tuple[list[float], list[list[float]]]:
+    """Median msg/s of each server, and each round's msg/s of every server.
 
-    The two servers alternate round by round, so a change in the machine's load between
+    The servers alternate round by round, so a change in the machine's load between
     rounds moves both sides of a ratio, not one.
     """
-    tricorn, uvicorn = [], []
-    for _ in range(args.rounds):
-        tricorn.append(measure_once("tricorn", tricorn_python, ws, args))
-        uvicorn.append(measure_once("uvicorn", uvicorn_python, ws, args))
-    ratios = [t / u for t, u in zip(tricorn, uvicorn, strict=True)]
-    return statistics.median(tricorn), statistics.median(uvicorn), statistics.median(ratios)
+    rounds = [[measure_once(server, ws, args) for server in servers] for _ in range(args.rounds)]
+    medians = [statistics.median(r[i] for r in rounds) for i in range(len(servers))]
+    return medians, rounds
 
 
 def main() -> None:
@@ -243,6 +243,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000, help="messages per client (M)")
     parser.add_argument("--rounds", type=int, default=1, help="runs per server; median kept")
     parser.add_argument("--timeout", type=float, default=60, help="bound on one run, seconds")
+    run.add_baseline_argument(parser)
     parser.add_argument(
         "--ws",
         action="append",
@@ -271,20 +272,23 @@ def main() -> None:
     backends = args.ws or ["websockets", "websockets-sansio", "wsproto"]
     if "wsproto" in backends:
         ensure_wsproto(uvicorn_python)
-    tricorn_python = Path(sys.executable)
+    servers = run.servers_under_test(args, uvicorn_python)
+    rows = [(ws, *measure(servers, ws, args)) for ws in backends]
 
-    rows = [(ws, *measure(ws, tricorn_python, uvicorn_python, args)) for ws in backends]
-
-    versions = run.server_versions(tricorn_python, uvicorn_python)
+    versions = run.server_versions(servers[0].python, uvicorn_python)
     print(
         f"\ntricorn {versions[0]} vs uvicorn {versions[1]}; {args.clients} clients x "
         f"{args.messages} messages of {len(PAYLOAD)} bytes, echoed one at a time; server on "
-        f"core {run.SERVER_CORE}, clients on core {run.CLIENT_CORE}, {args.rounds} round(s)\n"
+        f"core {run.SERVER_CORE}, clients on core {run.CLIENT_CORE}, {args.rounds} round(s)"
+        + (f"; before: {args.baseline}" if args.baseline is not None else "")
+        + "\n"
     )
-    print("| --ws | Tricorn msg/s | uvicorn msg/s | ratio |")
-    print("|---|---:|---:|---:|")
-    for ws, tricorn, uvicorn, ratio in rows:
-        print(f"| {ws} | {tricorn:,.0f} | {uvicorn:,.0f} | {ratio:.2f} |")
+    columns = [f"{server.label} msg/s" for server in servers] + run.ratio_columns(servers)
+    print("| --ws | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for ws, medians, per_round in rows:
+        cells = [f"{value:,.0f}" for value in medians] + run.ratio_cells(per_round, servers)
+        print(f"| {ws} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

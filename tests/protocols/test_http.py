@@ -678,6 +678,19 @@ async def test_invalid_app_header_is_500(
     assert any(r.levelno >= logging.ERROR for r in caplog.records)
 
 
+async def test_app_headers_may_be_any_iterable(http_backend: str) -> None:
+    # The ASGI spec asks for an iterable of pairs: a generator is read once, whole.
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = ((name, value) for name, value in [(b"x-a", b"1"), [b"x-b", b"2"]])
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"x"})
+
+    conn = Conn(http_backend, app)
+    assert await conn.exchange(GET) == response(
+        b"200 OK", b"x-a: 1\r\nx-b: 2\r\ncontent-length: 1\r\n", b"x"
+    )
+
+
 async def test_app_server_and_date_not_duplicated(http_backend: str) -> None:
     from tricorn.protocols.state import ServerState
 

@@ -209,6 +209,7 @@ def test_limit_concurrency_503(http_backend: str) -> None:
             assert refused.headers["connection"] == "close"
             gate.release.set()
             [reply] = read_responses(first, 1)
+            assert reply.startswith(b"HTTP/1.1 200 ")  # the request in flight is served
             assert reply.endswith(b"released")
         finally:
             gate.release.set()

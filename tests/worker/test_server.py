@@ -104,21 +104,6 @@ def _read_all(sock: socket.socket) -> bytes:
     return data
 
 
-def test_limit_concurrency_answers_503(http_backend: str) -> None:
-    gate = apps.Gate()
-    with (
-        run_server(gate, http=http_backend, limit_concurrency=1) as running,
-        running.connect() as first,
-    ):
-        _raw_get(first, close=True)
-        wait_for(gate.entered.is_set, what="first request in the app")
-        with running.connect() as second:
-            _raw_get(second, close=True)
-            assert _read_all(second).startswith(b"HTTP/1.1 503 ")
-        gate.release.set()
-        assert _read_all(first).startswith(b"HTTP/1.1 200 ")
-
-
 def test_graceful_shutdown_finishes_in_flight_request(http_backend: str) -> None:
     gate = apps.Gate()
     with capture_logs() as logs, run_server(gate, http=http_backend) as running:

@@ -132,6 +132,11 @@ class BaseConnection(asyncio.Protocol):
         """About once a second: enforce timeouts against ``now`` (loop time)."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Close the transport now (what is buffered is still written)."""
+        if not self.transport.is_closing():
+            self.transport.close()
+
     # -- write back-pressure ------------------------------------------------------------
 
     def pause_writing(self) -> None:

@@ -25,6 +25,9 @@ class Connection(Protocol):
     def on_tick(self, now: float) -> None:
         """Called about once a second: enforce timeouts against ``now`` (loop time)."""
 
+    def close(self) -> None:
+        """Close the transport now (the end of a shutdown that ran out of time)."""
+
 
 class ServerState:
     """Per-server state shared between all protocol instances of one worker."""

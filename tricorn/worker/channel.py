@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import Any
+
+from tricorn.worker.server import Server
 
 logger = logging.getLogger("tricorn.error")
 
@@ -47,7 +48,7 @@ class Channel:
     def master_alive(self) -> bool:
         return not self.broken and os.getppid() == self.master_pid
 
-    async def heartbeat(self, server: Any) -> None:
+    async def heartbeat(self, server: Server) -> None:
         """Beat every ``interval`` with ``server.server_state.total_requests`` until
         cancelled; if the master died, set ``server.should_exit`` and return."""
         while True:

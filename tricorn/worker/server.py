@@ -252,9 +252,7 @@ class Server:
             # Let the cancelled requests unwind (their stream answers or closes).
             await asyncio.wait(remaining, timeout=_TICK)
         for conn in list(state.connections):
-            transport = getattr(conn, "transport", None)
-            if isinstance(transport, asyncio.BaseTransport) and not transport.is_closing():
-                transport.close()
+            conn.close()
         await asyncio.sleep(0)
 
         if not self.force_exit and self.lifespan is not None:

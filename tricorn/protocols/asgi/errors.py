@@ -67,15 +67,16 @@ def plain_text(status: int) -> tuple[Headers, bytes]:
 
 
 # RFC 9110 token characters for header names; values may not contain CR, LF or NUL.
-_VALID_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
-_INVALID_VALUE = re.compile(rb"[\x00\r\n]").search
+# (The HTTP stream calls the two matchers itself, and check_header only for a bad pair.)
+VALID_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
+INVALID_VALUE = re.compile(rb"[\x00\r\n]").search
 
 
 def check_header(name: bytes, value: bytes) -> None:
     """Refuse an app's header whose name or value would break HTTP (the app's error)."""
-    if _VALID_NAME(name) is None:
+    if VALID_NAME(name) is None:
         raise RuntimeError(f"Invalid HTTP header name {name!r}.")
-    if _INVALID_VALUE(value) is not None:
+    if INVALID_VALUE(value) is not None:
         raise RuntimeError(f"Invalid HTTP header value {value!r}.")
 
 

@@ -29,7 +29,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from tricorn.protocols.asgi.errors import ClientDisconnected, check_header, plain_text
+from tricorn.protocols.asgi.errors import (
+    INVALID_VALUE,
+    VALID_NAME,
+    ClientDisconnected,
+    check_header,
+    plain_text,
+)
 from tricorn.protocols.base import BaseConnection
 from tricorn.protocols.utils import Wakeup, connection_tokens, log_safe, scope_client_addr
 
@@ -137,7 +143,9 @@ class HTTPStream:
         self.body_complete = False
         self.body_delivered = False
         self.disconnected = False
-        self.wakeup = Wakeup()  # receive() waits on it for body or disconnect
+        # receive() waits on it for body or disconnect; made on the first wait only (most
+        # requests are answered without the app ever waiting for a body).
+        self.wakeup: Wakeup | None = None
         # Response
         self.response_started = False
         self.response_complete = False
@@ -160,15 +168,20 @@ class HTTPStream:
             return  # the app is done with this request: the rest of its body is discarded
         self.body.append(data)
         self.body_size += len(data)
-        self.wakeup.wake()
+        self.wake()
 
     def end_body(self) -> None:
         self.body_complete = True
-        self.wakeup.wake()
+        self.wake()
 
     def on_disconnect(self) -> None:
         self.disconnected = True
-        self.wakeup.wake()
+        self.wake()
+
+    def wake(self) -> None:
+        wakeup = self.wakeup
+        if wakeup is not None:
+            wakeup.wake()
 
     # -- running the app ----------------------------------------------------------------
 
@@ -234,6 +247,8 @@ class HTTPStream:
                     self.body_delivered = True
                 self.sink.consumed(len(body))
                 return {"type": "http.request", "body": body, "more_body": not self.body_complete}
+            if self.wakeup is None:
+                self.wakeup = Wakeup()
             await self.wakeup.wait()
 
     # -- ASGI send ----------------------------------------------------------------------
@@ -270,6 +285,8 @@ class HTTPStream:
         Done at ``http.response.start`` so a bad header is the app's error before anything
         was accepted (the client gets 500); the sink chooses the framing with the first body.
         """
+        if not isinstance(headers, (list, tuple)):
+            headers = list(headers)  # read twice (here and by the sink): no one-shot iterator
         content_length: int | None = None
         default_names = self.conn.server_state.default_header_names
         overridden: set[bytes] | None = None
@@ -289,7 +306,8 @@ class HTTPStream:
                 if overridden is None:
                     overridden = set()
                 overridden.add(lname)
-            check_header(name, value)
+            if VALID_NAME(name) is None or INVALID_VALUE(value) is not None:
+                check_header(name, value)  # raises, naming what is wrong
         if content_length is not None and self.app_chunked:
             raise RuntimeError("Response has both Content-Length and Transfer-Encoding.")
         self.status = status
@@ -325,7 +343,8 @@ class HTTPStream:
             self.head_sent = True
             self.sink.send_head(self, body, more_body)
         if not more_body:
-            self.wakeup.wake()
+            if self.wakeup is not None:  # an app still in receive(): it gets http.disconnect
+                self.wakeup.wake()
             if self.conn.access_log:
                 self.log_access()
 

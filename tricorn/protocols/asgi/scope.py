@@ -17,13 +17,6 @@ from tricorn.protocols.base import BaseConnection
 _SCHEMES = {"http": ("http", "https"), "websocket": ("ws", "wss")}
 
 
-def decode_path(raw_path: bytes) -> str:
-    """The ASGI ``path`` of a raw path: percent-decoded, UTF-8 (invalid bytes replaced)."""
-    if b"%" in raw_path or not raw_path.isascii():
-        return unquote_to_bytes(raw_path).decode("utf-8", "replace")
-    return raw_path.decode("ascii")
-
-
 def new_scope(
     conn: BaseConnection,
     scope_type: str,
@@ -33,7 +26,14 @@ def new_scope(
     headers: list[tuple[bytes, bytes]],
 ) -> dict[str, Any]:
     """The scope keys every HTTP and WebSocket scope has; the caller adds its own
-    (``method`` for HTTP; ``subprotocols`` and ``extensions`` for WebSocket)."""
+    (``method`` for HTTP; ``subprotocols`` and ``extensions`` for WebSocket).
+
+    ``path`` is ``raw_path`` percent-decoded as UTF-8 (invalid bytes replaced).
+    """
+    if b"%" in raw_path or not raw_path.isascii():
+        path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+    else:
+        path = raw_path.decode("ascii")
     root_path = conn.root_path
     return {
         "type": scope_type,
@@ -43,7 +43,7 @@ def new_scope(
         "client": conn.client,
         "scheme": _SCHEMES[scope_type][conn.tls],
         "root_path": root_path,
-        "path": root_path + decode_path(raw_path),
+        "path": root_path + path,
         "raw_path": conn.raw_root_path + raw_path if root_path else raw_path,
         "query_string": query,
         "headers": headers,

@@ -79,26 +79,22 @@ class WebSocketSink(Protocol):
     ``accept`` answers the handshake (HTTP/1.1: 101; HTTP/2: 200) with ``headers`` added
     (the server's defaults are the sink's to add) and starts the frames; ``reject``
     refuses it with a plain HTTP response and ends the exchange. ``send_*`` frame a
-    message, a ping, our close frame. ``close`` ends the exchange at once after what was
-    written (the closing handshake is complete); ``shut_write`` says we send nothing more
-    but keeps reading (a half-close: the client reads our close frame, then closes),
-    False where the framing cannot (TLS), ``abort`` drops it. ``pause_reading`` and
-    ``resume_reading`` are the stream's flow control of what the client sends;
-    ``writing_paused``/``drain()`` its back-pressure; ``closing`` is True once nothing
-    written would reach the client any more.
+    message, a ping, our close frame; ``send_message`` returns True when the app must wait
+    for ``drain()`` before the next (back-pressure) and raises ``ClientDisconnected`` once
+    nothing written would reach the client (the transport failed and the stream is not
+    told yet: an app sending in a loop without yielding must stop there). ``close`` ends
+    the exchange at once after what was written (the closing handshake is complete);
+    ``shut_write`` says we send nothing more but keeps reading (a half-close: the client
+    reads our close frame, then closes), False where the framing cannot (TLS); ``abort``
+    drops it. ``pause_reading`` and ``resume_reading`` are the stream's flow control of
+    what the client sends.
     """
-
-    @property
-    def writing_paused(self) -> bool: ...
-
-    @property
-    def closing(self) -> bool: ...
 
     def accept(self, subprotocol: str | None, headers: Headers) -> None: ...
 
     def reject(self, status: int, headers: Headers, body: bytes) -> None: ...
 
-    def send_message(self, data: str | bytes) -> None: ...
+    def send_message(self, data: str | bytes) -> bool: ...
 
     def send_ping(self, payload: bytes) -> None: ...
 
@@ -329,11 +325,6 @@ class WebSocketStream:
                     data = message.get("text")
                     if data is None:
                         raise RuntimeError("A 'websocket.send' message needs 'bytes' or 'text'.")
-                sink = self.sink
-                if sink.closing:
-                    # The transport failed (peer reset) and connection_lost is still on its
-                    # way: an app sending in a loop without yielding must stop here.
-                    raise ClientDisconnected("The client has disconnected.")
                 if self.conn.trace:
                     kind = "text" if isinstance(data, str) else "binary"
                     logger.log(
@@ -343,9 +334,8 @@ class WebSocketStream:
                         kind,
                         len(data),
                     )
-                sink.send_message(data)
-                if sink.writing_paused:
-                    await sink.drain()
+                if self.sink.send_message(data):
+                    await self.sink.drain()
                     if self.state == CLOSED:
                         raise ClientDisconnected("The client has disconnected.")
             elif message_type == "websocket.close":

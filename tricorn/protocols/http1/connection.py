@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import cast
 
 from tricorn.logs import TRACE_LOG_LEVEL
 from tricorn.protocols.asgi.errors import HTTPProtocolError
@@ -269,7 +270,10 @@ class HTTP1Connection(BaseConnection):
                 raise error
             if http_version == "1.0":
                 keep_alive = False  # RFC 9112 6.1: close after an HTTP/1.0 chunked request
-        raw_path, query = split_target(target)
+        if target[:1] == b"/":
+            raw_path, _, query = target.partition(b"?")  # origin-form: the common case
+        else:
+            raw_path, query = split_target(target)
         if (
             # Upgrade means nothing unless Connection names it (RFC 9110 7.8).
             connection_upgrade
@@ -364,10 +368,10 @@ class HTTP1Connection(BaseConnection):
     def start_stream(self, stream: HTTPStream) -> None:
         self.stream = stream
         app = self.app
-        if self.over_concurrency_limit():
+        if self.limit_concurrency is not None and self.over_concurrency_limit():
             logger.warning("Exceeded concurrency limit.")
             app = service_unavailable
-            stream.sink.keep_alive = False  # type: ignore[attr-defined]  # an HTTP1Sink
+            cast(HTTP1Sink, stream.sink).keep_alive = False  # the 503 closes the connection
         self.start_task(stream.run_asgi(app))
 
     def response_complete(self, keep_alive: bool) -> None:

@@ -141,8 +141,14 @@ class HTTP1Sink:
 
     def send_head(self, stream: HTTPStream, body: bytes, more_body: bool) -> None:
         conn = self.conn
-        lines = [status_line(stream.status), default_block(conn.server_state, stream.overridden)]
-        lines.extend([b"%s: %s\r\n" % (name, value) for name, value in stream.headers])
+        state = conn.server_state
+        overridden = stream.overridden
+        block = state.encoded.get(_ENCODING) if overridden is None else None
+        if block is None:
+            block = default_block(state, overridden)
+        lines = [status_line(stream.status), block]
+        for name, value in stream.headers:
+            lines.append(b"%s: %s\r\n" % (name, value))
         keep_alive = self.keep_alive and not stream.app_closes
         if stream.no_body:
             pass
@@ -169,18 +175,22 @@ class HTTP1Sink:
             lines.append(b"connection: keep-alive\r\n")
         self.keep_alive = keep_alive
         lines.append(b"\r\n")
-        self._write(b"".join(lines), body, more_body)
+        if self.chunked:
+            self.send_body(body, more_body, b"".join(lines))
+            return
+        # Head and body in one write: the common case of a whole response.
+        lines.append(body)
+        conn.transport.write(b"".join(lines))
+        if not more_body:
+            conn.response_complete(keep_alive)
 
-    def send_body(self, body: bytes, more_body: bool) -> None:
-        self._write(b"", body, more_body)
-
-    def _write(self, head: bytes, body: bytes, more_body: bool) -> None:
-        if body and self.chunked:
-            data = b"".join((head, b"%x\r\n" % len(body), body, b"\r\n"))
+    def send_body(self, body: bytes, more_body: bool, head: bytes = b"") -> None:
+        if self.chunked:
+            data = b"".join((head, b"%x\r\n" % len(body), body, b"\r\n")) if body else head
+            if not more_body:
+                data += b"0\r\n\r\n"
         else:
-            data = head + body if head else body
-        if not more_body and self.chunked:
-            data += b"0\r\n\r\n"
+            data = body
         conn = self.conn
         if data:
             conn.transport.write(data)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tricorn.protocols.asgi.errors import Headers
+from tricorn.protocols.asgi.errors import ClientDisconnected, Headers
 from tricorn.protocols.asgi.scope import new_scope
 from tricorn.protocols.asgi.websocket import CLOSING, OPEN, WebSocketStream
 from tricorn.protocols.base import BaseConnection
@@ -70,14 +70,6 @@ class WebSocketOverHTTP1:
 
     # -- WebSocketSink --------------------------------------------------------------------
 
-    @property
-    def writing_paused(self) -> bool:
-        return self.conn.writing_paused
-
-    @property
-    def closing(self) -> bool:
-        return self.conn.transport.is_closing()
-
     def accept(self, subprotocol: str | None, headers: Headers) -> None:
         names = {name.lower() for name, _ in headers}
         defaults = self.conn.server_state.default_headers_without(names)
@@ -88,8 +80,13 @@ class WebSocketOverHTTP1:
         conn.write(closing_response(status, conn.server_state, headers, body))
         conn.transport.close()
 
-    def send_message(self, data: str | bytes) -> None:
-        self.conn.transport.write(self.codec.message(data))
+    def send_message(self, data: str | bytes) -> bool:
+        conn = self.conn
+        transport = conn.transport
+        if transport.is_closing():
+            raise ClientDisconnected("The client has disconnected.")
+        transport.write(self.codec.message(data))
+        return conn.writing_paused
 
     def send_ping(self, payload: bytes) -> None:
         self.conn.write(self.codec.ping(payload))
