@@ -25,7 +25,6 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -36,11 +35,8 @@ from tricorn.protocols.asgi.errors import (
     check_header,
     plain_text,
 )
-from tricorn.protocols.base import BaseConnection
+from tricorn.protocols.base import BaseConnection, access_logger, logger
 from tricorn.protocols.utils import Wakeup, connection_tokens, log_safe, scope_client_addr
-
-logger = logging.getLogger("tricorn.error")
-access_logger = logging.getLogger("tricorn.access")
 
 _CONTENT_LENGTH = 1
 _TRANSFER_ENCODING = 2

@@ -34,7 +34,6 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections import deque
 from typing import Any, Protocol
@@ -53,11 +52,8 @@ from tricorn.protocols.asgi.errors import (
     truncate_reason,
     valid_close_code,
 )
-from tricorn.protocols.base import BaseConnection
+from tricorn.protocols.base import BaseConnection, access_logger, logger
 from tricorn.protocols.utils import Wakeup, log_safe, scope_client_addr
-
-logger = logging.getLogger("tricorn.error")
-access_logger = logging.getLogger("tricorn.access")
 
 # Seconds we wait for the client's close frame (or EOF) after sending ours; then the
 # connection is dropped. Swept by on_tick, so the real bound is up to one second more.
