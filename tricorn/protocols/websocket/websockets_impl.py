@@ -189,7 +189,7 @@ class WebSocketsCodec:
 
     def close(self, code: int, reason: str) -> bytes:
         protocol = self.protocol
-        if protocol is None or protocol.state is not State.OPEN:
+        if protocol.state is not State.OPEN:
             # The library already echoed a close frame the client sent in the same read
             # as the bytes we are failing on: no second close frame.
             return b""

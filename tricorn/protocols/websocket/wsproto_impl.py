@@ -182,6 +182,6 @@ class WSProtoCodec:
         return self.conn.send(Ping(payload=payload))
 
     def close(self, code: int, reason: str) -> bytes:
-        if self.conn is None or self.conn.state not in _CAN_CLOSE:
+        if self.conn.state not in _CAN_CLOSE:
             return b""  # a close frame already went out
         return self.conn.send(CloseConnection(code=code, reason=reason))
